@@ -1,0 +1,179 @@
+"""Load a scenario file into a fully resolved, validated :class:`ResolvedScenario`.
+
+Resolution reads every file the scenario names (latency profiles, acceptance profiles, the
+trace's existence) and derives ``kv_cache_tokens: auto`` the way vLLM does:
+``device memory × count × gpu_memory_utilization − weights`` divided by the KV bytes one
+token occupies (target plus any draft model that keeps its own cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .schema import (
+    AcceptanceSpec,
+    DrafterSpec,
+    LatencyProfile,
+    Scenario,
+    apply_overrides,
+    load_acceptance_profile,
+    load_latency_profile,
+    read_yaml,
+    resolve_path,
+    validate_model,
+)
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class ResolvedDrafter:
+    spec: DrafterSpec
+    acceptance: AcceptanceSpec
+    latency: LatencyProfile | None  # None for ngram and self
+
+
+@dataclass(frozen=True)
+class ResolvedScenario:
+    """A scenario with every referenced file loaded and ``auto`` values derived."""
+
+    scenario: Scenario
+    source: str
+    target: LatencyProfile
+    drafters: dict[str, ResolvedDrafter] = field(default_factory=dict)
+    trace_path: Path | None = None
+    kv_cache_tokens: int = 0
+
+    def with_spec(self, **changes: object) -> ResolvedScenario:
+        """A copy with ``spec`` fields replaced (validated), e.g. ``num_spec_tokens=3``."""
+        data = self.scenario.spec.model_dump()
+        data.update(changes)
+        spec = type(self.scenario.spec).model_validate(data)
+        if spec.drafter != "none" and spec.drafter not in self.drafters:
+            raise InputError(f"unknown drafter '{spec.drafter}'", field="spec.drafter")
+        return _replace_scenario(self, self.scenario.model_copy(update={"spec": spec}))
+
+    def with_serving(self, **changes: object) -> ResolvedScenario:
+        data = self.scenario.serving.model_dump()
+        data.update(changes)
+        serving = type(self.scenario.serving).model_validate(data)
+        return _replace_scenario(self, self.scenario.model_copy(update={"serving": serving}))
+
+
+def _replace_scenario(rs: ResolvedScenario, sc: Scenario) -> ResolvedScenario:
+    return ResolvedScenario(
+        scenario=sc,
+        source=rs.source,
+        target=rs.target,
+        drafters=rs.drafters,
+        trace_path=rs.trace_path,
+        kv_cache_tokens=(
+            sc.serving.kv_cache_tokens
+            if isinstance(sc.serving.kv_cache_tokens, int)
+            else rs.kv_cache_tokens
+        ),
+    )
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> ResolvedScenario:
+    """Read, override, validate and resolve a scenario file.
+
+    Raises:
+        InputError: one line naming the file (or ``--set``) and the field.
+    """
+    path = Path(path)
+    raw = read_yaml(path)
+    source = str(path) if not overrides else f"{path} (with --set)"
+    data = apply_overrides(raw, overrides or [])
+    sc: Scenario = validate_model(Scenario, data, source)
+    return resolve_scenario(sc, base_dir=path.parent, source=source)
+
+
+def resolve_scenario(sc: Scenario, base_dir: Path, source: str) -> ResolvedScenario:
+    target_path = resolve_path(sc.target.latency_profile, base_dir, source, "target.latency_profile")
+    target = load_latency_profile(target_path)
+    drafters: dict[str, ResolvedDrafter] = {}
+    for i, d in enumerate(sc.drafters):
+        lat = None
+        if d.latency_profile is not None:
+            lp = resolve_path(d.latency_profile, base_dir, source, f"drafters.{i}.latency_profile")
+            lat = load_latency_profile(lp)
+        if d.kind == "self" and d.self_layers is not None and d.self_layers >= target.model.layers:
+            raise InputError(
+                f"must be < the target's {target.model.layers} layers, got {d.self_layers}",
+                source=source,
+                field=f"drafters.{i}.self_layers",
+            )
+        acc_ref = d.acceptance
+        if acc_ref.profile is not None:
+            ap = resolve_path(acc_ref.profile, base_dir, source, f"drafters.{i}.acceptance.profile")
+            prof = load_acceptance_profile(ap)
+            acc = prof.acceptance
+            if prof.drafter_kind != d.kind:
+                raise InputError(
+                    f"profile {ap.name} is for a {prof.drafter_kind} drafter, not {d.kind}",
+                    source=source,
+                    field=f"drafters.{i}.acceptance.profile",
+                )
+        else:
+            acc = AcceptanceSpec(
+                per_position=acc_ref.per_position or [],
+                ranked=acc_ref.ranked,
+                spread=acc_ref.spread,
+            )
+        drafters[d.name] = ResolvedDrafter(spec=d, acceptance=acc, latency=lat)
+
+    trace_path = None
+    if sc.workload.trace is not None:
+        trace_path = resolve_path(sc.workload.trace, base_dir, source, "workload.trace")
+
+    kv = sc.serving.kv_cache_tokens
+    kv_tokens = kv if isinstance(kv, int) else auto_kv_cache_tokens(sc, target, drafters, source)
+    return ResolvedScenario(
+        scenario=sc,
+        source=source,
+        target=target,
+        drafters=drafters,
+        trace_path=trace_path,
+        kv_cache_tokens=kv_tokens,
+    )
+
+
+def auto_kv_cache_tokens(
+    sc: Scenario,
+    target: LatencyProfile,
+    drafters: dict[str, ResolvedDrafter],
+    source: str,
+) -> int:
+    """KV-cache capacity in tokens from device memory, as vLLM sizes its block pool.
+
+    Only the drafter in ``spec`` (if it is a separate draft model) shares the memory; for a
+    search over drafters the tuner re-resolves per drafter.
+    """
+    dev = target.device
+    if dev.memory_gib is None:
+        raise InputError(
+            "kv_cache_tokens: auto needs device.memory_gib in the target's latency profile",
+            source=source,
+            field="serving.kv_cache_tokens",
+        )
+    sv = sc.serving
+    budget = dev.memory_gib * GIB * dev.count * sv.gpu_memory_utilization
+    weights = target.model.params * sv.weight_dtype_bytes
+    per_token = target.model.kv_bytes_per_token(sv.kv_dtype_bytes)
+    rd = drafters.get(sc.spec.drafter)
+    if rd is not None and rd.latency is not None:
+        weights += rd.latency.model.params * sv.weight_dtype_bytes
+        if rd.spec.kind == "draft_model":
+            per_token += rd.latency.model.kv_bytes_per_token(sv.kv_dtype_bytes)
+    # activations and CUDA graphs: vLLM profiles a peak; a fixed 5% of the budget stands in.
+    free = budget * 0.95 - weights
+    if free <= 0:
+        raise InputError(
+            f"weights ({weights / GIB:.1f} GiB) do not fit in {budget / GIB:.1f} GiB of device memory",
+            source=source,
+            field="serving.kv_cache_tokens",
+        )
+    return int(free // per_token)

@@ -1,0 +1,553 @@
+"""Versioned YAML data contracts: latency profile, acceptance profile, scenario.
+
+Every file carries ``schema: spectune/<kind>/v<N>``. Models are frozen pydantic models,
+validated when built, with no side effects. :func:`load_yaml_model` turns any validation
+failure into one :class:`~spectune.simulator.errors.InputError` line naming the file, the
+dotted field and what is wrong.
+
+Units live in names (``_ms``, ``_s``, ``_tokens``, ``_gib``). Relative paths inside a file
+resolve against that file's folder first, then the working directory.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InputError
+
+LATENCY_SCHEMA = "spectune/latency/v1"
+ACCEPTANCE_SCHEMA = "spectune/acceptance/v1"
+SCENARIO_SCHEMA = "spectune/scenario/v1"
+
+DrafterKind = Literal["draft_model", "heads", "ngram", "self"]
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- latency
+
+
+class DeviceInfo(Frozen):
+    """The device a latency profile was measured on (or derived for)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["gpu", "cpu", "tpu", "other"]
+    dtype: str = Field(min_length=1)
+    memory_gib: PosFloat | None = None  # per device; used by kv_cache_tokens: auto
+    count: PosInt = 1  # devices one replica spans (tensor parallel)
+    software: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelArch(Frozen):
+    """Architecture numbers of a decoder-only transformer."""
+
+    name: str = Field(min_length=1)
+    params: PosInt
+    layers: PosInt
+    hidden: PosInt
+    heads: PosInt
+    kv_heads: PosInt
+    vocab: PosInt
+    intermediate: PosInt | None = None
+    head_dim: PosInt | None = None
+    tensor_parallel: PosInt = 1
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelArch:
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        return self
+
+    @property
+    def head_dim_resolved(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    def kv_bytes_per_token(self, dtype_bytes: float) -> float:
+        """KV-cache bytes one token occupies across the whole replica (K and V, all layers)."""
+        return 2.0 * self.layers * self.kv_heads * self.head_dim_resolved * dtype_bytes
+
+
+class Provenance(Frozen):
+    kind: Literal["measured", "roofline"]
+    how: str = Field(min_length=1)
+
+
+class LatencyStats(Frozen):
+    min: PosFloat
+    p50: PosFloat
+    p90: PosFloat
+    n: PosInt
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyStats:
+        if not self.min <= self.p50 <= self.p90:
+            raise ValueError(f"need min <= p50 <= p90, got {self.min}, {self.p50}, {self.p90}")
+        return self
+
+
+class LatencyPoint(Frozen):
+    batch: PosInt
+    query_tokens: PosInt  # tokens per sequence in one forward (1 = decode, nodes+1 = verify)
+    context_tokens: NonNegInt
+    latency_ms: LatencyStats
+
+
+class LatencyFit(Frozen):
+    """A fitted latency model stored beside the points, with its cross-validated error."""
+
+    kind: str = Field(min_length=1)
+    cv_error_pct: NonNegFloat | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LatencyProfile(Frozen):
+    schema_: Literal["spectune/latency/v1"] = Field(alias="schema")
+    device: DeviceInfo
+    model: ModelArch
+    provenance: Provenance
+    points: list[LatencyPoint] = Field(min_length=1)
+    fit: LatencyFit | None = None
+    notes: str | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("points")
+    @classmethod
+    def _unique_points(cls, points: list[LatencyPoint]) -> list[LatencyPoint]:
+        seen: set[tuple[int, int, int]] = set()
+        for p in points:
+            key = (p.batch, p.query_tokens, p.context_tokens)
+            if key in seen:
+                raise ValueError(f"duplicate point batch={key[0]} query={key[1]} context={key[2]}")
+            seen.add(key)
+        return points
+
+
+# --------------------------------------------------------------------------- acceptance
+
+
+class AcceptanceCounts(Frozen):
+    num_requests: NonNegInt = 0
+    num_steps: NonNegInt = 0
+    num_draft_tokens: NonNegInt = 0
+    num_accepted_tokens: NonNegInt = 0
+
+
+class AcceptanceSpec(Frozen):
+    """Acceptance of one drafter against the target, as the simulator consumes it.
+
+    ``per_position`` is the chain acceptance a_i = P(draft i accepted | 1..i-1 accepted);
+    ``ranked`` is p_j = P(j-th ranked candidate accepted | candidates 1..j-1 rejected);
+    ``spread`` is the standard deviation of the per-request mean acceptance (0 = every
+    request alike); ``per_request`` optionally holds measured per-request mean acceptances
+    to resample from instead of the fitted spread.
+    """
+
+    per_position: list[Prob] = Field(min_length=1)
+    ranked: list[Prob] | None = None
+    spread: NonNegFloat = 0.0
+    per_request: list[Prob] | None = None
+
+    @field_validator("spread")
+    @classmethod
+    def _spread_range(cls, v: float) -> float:
+        if v > 0.5:
+            raise ValueError(f"spread is a std of a probability and must be <= 0.5, got {v}")
+        return v
+
+
+class AcceptanceProfile(Frozen):
+    schema_: Literal["spectune/acceptance/v1"] = Field(alias="schema")
+    target: str = Field(min_length=1)
+    drafter: str = Field(min_length=1)
+    drafter_kind: DrafterKind
+    dataset: str = Field(min_length=1)
+    temperature: NonNegFloat
+    acceptance: AcceptanceSpec
+    counts: AcceptanceCounts = AcceptanceCounts()
+    provenance: Provenance | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class LengthDist(Frozen):
+    """A token-length distribution: constant, uniform [low, high], or lognormal(mean, cv)."""
+
+    dist: Literal["constant", "uniform", "lognormal"]
+    value: PosInt | None = None
+    low: PosInt | None = None
+    high: PosInt | None = None
+    mean: PosFloat | None = None
+    cv: NonNegFloat | None = None
+    max: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _params(self) -> LengthDist:
+        need = {"constant": ("value",), "uniform": ("low", "high"), "lognormal": ("mean", "cv")}
+        for name in need[self.dist]:
+            if getattr(self, name) is None:
+                raise ValueError(f"dist {self.dist} needs '{name}'")
+        if self.dist == "uniform" and self.low > self.high:  # type: ignore[operator]
+            raise ValueError(f"low must be <= high, got {self.low} > {self.high}")
+        return self
+
+
+class Arrival(Frozen):
+    """Open-loop arrival process. ``gamma`` uses ``cv`` (coefficient of variation)."""
+
+    process: Literal["poisson", "gamma"]
+    rate_per_s: PosFloat
+    cv: PosFloat = 1.0
+
+
+class Workload(Frozen):
+    """Where requests come from and when.
+
+    mode ``open``: arrivals from ``arrival`` or, with ``trace`` and no ``arrival``, the
+    trace's own timestamps (inter-arrival gaps divided by ``time_scale``: 2.0 replays twice
+    as fast). mode ``closed``: ``concurrency`` clients, each sending its next request when
+    its last one finishes. mode ``offline``: every request arrives at t = 0.
+    Lengths come from the trace's columns when ``trace`` is given, else from
+    ``prompt_tokens`` / ``output_tokens``.
+    """
+
+    mode: Literal["open", "closed", "offline"] = "open"
+    trace: Path | None = None
+    arrival: Arrival | None = None
+    time_scale: PosFloat = 1.0
+    concurrency: PosInt | None = None
+    num_requests: PosInt | None = None
+    prompt_tokens: LengthDist | None = None
+    output_tokens: LengthDist | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        if self.trace is None and (self.prompt_tokens is None or self.output_tokens is None):
+            raise ValueError("give either 'trace' or both 'prompt_tokens' and 'output_tokens'")
+        if self.mode == "open" and self.trace is None and self.arrival is None:
+            raise ValueError("mode open needs 'arrival' (or a 'trace' to replay)")
+        if self.mode == "closed" and self.concurrency is None:
+            raise ValueError("mode closed needs 'concurrency'")
+        if self.trace is None and self.num_requests is None:
+            raise ValueError("without a trace, 'num_requests' is required")
+        return self
+
+
+class Serving(Frozen):
+    """Serving-engine limits (vLLM-like)."""
+
+    max_num_seqs: PosInt = 256
+    max_batched_tokens: PosInt = 8192
+    kv_cache_tokens: PosInt | Literal["auto"] = "auto"
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    kv_dtype_bytes: PosFloat = 2.0
+    weight_dtype_bytes: PosFloat = 2.0
+    step_overhead_ms: NonNegFloat = 0.0
+    preemption: Literal["recompute", "queue"] = "recompute"
+
+
+class Slo(Frozen):
+    ttft_s: PosFloat | None = None
+    tpot_s: PosFloat | None = None
+    e2e_s: PosFloat | None = None
+
+
+class TargetSpec(Frozen):
+    name: str | None = None
+    latency_profile: Path
+
+
+class AcceptanceRef(Frozen):
+    """Inline acceptance numbers, or a path to an acceptance profile."""
+
+    profile: Path | None = None
+    per_position: list[Prob] | None = None
+    ranked: list[Prob] | None = None
+    spread: NonNegFloat = 0.0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AcceptanceRef:
+        if (self.profile is None) == (self.per_position is None):
+            raise ValueError("give exactly one of 'profile' or 'per_position'")
+        if self.per_position is not None and len(self.per_position) == 0:
+            raise ValueError("per_position must not be empty")
+        return self
+
+
+class DrafterSpec(Frozen):
+    """A candidate drafter.
+
+    ``draft_model`` and ``heads`` need a ``latency_profile`` (one draft pass); ``self``
+    drafts with the target's first ``self_layers`` layers (cost = that fraction of a target
+    pass); ``ngram`` costs ``draft_ms_per_token`` (default 0) per drafted token.
+    """
+
+    name: str = Field(min_length=1)
+    kind: DrafterKind
+    latency_profile: Path | None = None
+    acceptance: AcceptanceRef
+    self_layers: PosInt | None = None
+    draft_ms_per_token: NonNegFloat = 0.0
+
+    @field_validator("name")
+    @classmethod
+    def _not_none(cls, v: str) -> str:
+        if v.lower() == "none":
+            raise ValueError("'none' is reserved for plain decoding")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> DrafterSpec:
+        if self.kind in ("draft_model", "heads") and self.latency_profile is None:
+            raise ValueError(f"kind {self.kind} needs 'latency_profile'")
+        if self.kind == "self" and self.self_layers is None:
+            raise ValueError("kind self needs 'self_layers'")
+        return self
+
+
+class TreeSpec(Frozen):
+    """A static tree: explicit ``paths`` (vLLM/TRT-LLM format: each path a list of ranked
+    child indices from the root), or a node ``budget`` and ``depth`` for which the optimal
+    tree is built from the drafter's ranked acceptance."""
+
+    paths: list[list[NonNegInt]] | None = None
+    budget: PosInt | None = None
+    depth: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TreeSpec:
+        if (self.paths is None) == (self.budget is None):
+            raise ValueError("give exactly one of 'paths' or 'budget'")
+        if self.paths is not None:
+            if not self.paths:
+                raise ValueError("paths must not be empty")
+            known = {tuple(p) for p in self.paths}
+            for p in self.paths:
+                if not p:
+                    raise ValueError("a path must not be empty")
+                if len(p) > 1 and tuple(p[:-1]) not in known:
+                    raise ValueError(f"path {p} has no parent path {p[:-1]}")
+            if len(known) != len(self.paths):
+                raise ValueError("paths contain duplicates")
+        return self
+
+
+class SpecConfig(Frozen):
+    """The speculative-decoding configuration to simulate. ``drafter: none`` = plain decoding."""
+
+    drafter: str = "none"
+    num_spec_tokens: NonNegInt = 0
+    tree: TreeSpec | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> SpecConfig:
+        if self.tree is not None and self.drafter == "none":
+            raise ValueError("a tree needs a drafter")
+        return self
+
+
+class SearchSpace(Frozen):
+    """What the tuner may choose from (issue 4). Empty lists mean 'not searched'."""
+
+    drafters: list[str] | None = None  # default: all candidates plus none
+    num_spec_tokens: list[NonNegInt] = Field(default_factory=lambda: list(range(0, 9)))
+    tree_budgets: list[PosInt] = Field(default_factory=list)
+    tree_depths: list[PosInt] = Field(default_factory=list)
+    max_num_seqs: list[PosInt] = Field(default_factory=list)
+
+
+class Scenario(Frozen):
+    schema_: Literal["spectune/scenario/v1"] = Field(alias="schema")
+    name: str | None = None
+    target: TargetSpec
+    drafters: list[DrafterSpec] = Field(default_factory=list)
+    workload: Workload
+    serving: Serving = Serving()
+    slo: Slo = Slo()
+    spec: SpecConfig = SpecConfig()
+    search: SearchSpace = SearchSpace()
+    seed: NonNegInt = 0
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _names(self) -> Scenario:
+        names = [d.name for d in self.drafters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"drafter names must be unique, got {names}")
+        if self.spec.drafter != "none" and self.spec.drafter not in names:
+            raise ValueError(
+                f"spec.drafter '{self.spec.drafter}' is not a drafter of this scenario "
+                f"(known: {', '.join(names) or 'none'})"
+            )
+        return self
+
+    def drafter(self, name: str) -> DrafterSpec:
+        for d in self.drafters:
+            if d.name == name:
+                return d
+        raise InputError(f"unknown drafter '{name}'", field="spec.drafter")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(x) for x in loc if not (isinstance(x, str) and x[:1].isupper() and "[" in x)]
+    return ".".join(parts).replace("schema_", "schema") or "(top level)"
+
+
+def validation_error_line(err: ValidationError) -> tuple[str, str]:
+    """The first error of a pydantic ValidationError as (dotted field, message)."""
+    first = err.errors()[0]
+    msg = first.get("msg", "invalid").removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        msg = "is required"
+    elif first.get("type") == "extra_forbidden":
+        msg = "is not a known field"
+    elif "input" in first and first.get("type") not in ("value_error",):
+        bad = first["input"]
+        if not isinstance(bad, dict | list):
+            msg = f"{msg}, got {bad!r}"
+    return _fmt_loc(tuple(first.get("loc", ()))), msg
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, failing with one line if the file is missing or not a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("file not found" if not p.exists() else "not a file", source=p)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise InputError(f"{where}not valid YAML ({getattr(e, 'problem', e)})", source=p) from None
+    except UnicodeDecodeError:
+        raise InputError("not a text file", source=p) from None
+    if not isinstance(data, dict):
+        raise InputError("must be a YAML mapping", source=p)
+    return data
+
+
+def validate_model(cls: type[Frozen], data: dict[str, Any], source: str | Path) -> Any:
+    """Build ``cls`` from ``data``; a failure becomes one InputError naming source and field."""
+    expected = cls.model_fields["schema_"].annotation.__args__[0] if "schema_" in cls.model_fields else None  # type: ignore[union-attr]
+    if expected is not None:
+        got = data.get("schema")
+        if got is None:
+            raise InputError(f"is required (expected '{expected}')", source=source, field="schema")
+        if got != expected:
+            raise InputError(f"expected '{expected}', got {got!r}", source=source, field="schema")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        field, msg = validation_error_line(e)
+        raise InputError(msg, source=source, field=field) from None
+
+
+def load_yaml_model(cls: type[Frozen], path: str | Path) -> Any:
+    return validate_model(cls, read_yaml(path), path)
+
+
+def load_latency_profile(path: str | Path) -> LatencyProfile:
+    return load_yaml_model(LatencyProfile, path)
+
+
+def load_acceptance_profile(path: str | Path) -> AcceptanceProfile:
+    return load_yaml_model(AcceptanceProfile, path)
+
+
+def dump_yaml(model: BaseModel, path: str | Path) -> None:
+    """Write a model as YAML (by alias, so ``schema`` comes first), creating parent dirs."""
+    data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=100))
+    tmp.replace(p)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set dotted.key=value`` overrides to raw scenario data (a deep copy).
+
+    Values parse as YAML scalars/flow collections (``4``, ``0.5``, ``none``, ``[1, 2]``,
+    ``{a: 1}``). Integer segments index lists (``drafters.0.kind``). Unknown keys are left
+    to validation, which names them; a path through a scalar or past a list's end fails here.
+    """
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise InputError(f"expected dotted.key=value, got {item!r}", source="--set")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str) and value.lower() == "none" and not key.endswith("drafter"):
+            value = None
+        parts = key.split(".")
+        node: Any = out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise InputError(
+                        f"no list item {part!r} (list has {len(node)} items)", source="--set", field=where
+                    )
+                idx = int(part)
+                if last:
+                    node[idx] = value
+                else:
+                    node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise InputError(f"cannot set inside a {type(node).__name__}", source="--set", field=where)
+    return out
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def resolve_path(path: Path, base_dir: Path, source: str | Path, field: str) -> Path:
+    """Resolve a relative path against the file's folder, then the working directory."""
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        candidates = [base_dir / path, Path.cwd() / path]
+    for c in candidates:
+        if c.exists():
+            return c.resolve()
+    raise InputError(f"file not found: {path}", source=source, field=field)
+
+
+def finite(x: float) -> bool:
+    return math.isfinite(x)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One entry point that sets itself up on a fresh machine.
+#   ./spectune.sh            run the main job: recommend a config for the shipped Azure example
+#   ./spectune.sh test       run the test suite (what CI runs)
+#   ./spectune.sh ARGS...    any spectune command, e.g. ./spectune.sh simulate examples/azure-conv-h100.yaml
+# The virtual environment lives in .venv and is rebuilt when pyproject.toml changes.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+STAMP="$VENV/.spectune-installed"
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    echo "spectune: setting up $VENV (first run only, about a minute)..." >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+    # torch is pinned (2.13.0, CPU wheel); see pyproject.toml.
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[torch,dev]" 2>&1 \
+        | grep -vE "^WARNING: Location .* is ignored" >&2 || true
+    "$VENV/bin/python" -c "import spectune.simulator, torch" >/dev/null
+    echo "$want" > "$STAMP"
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
+case "${1:-}" in
+    "")
+        exec spectune recommend examples/azure-code-h100.yaml
+        ;;
+    test)
+        shift
+        ruff check simulator profiler tuner spectune tests benchmarks
+        exec python -m pytest "$@"
+        ;;
+    *)
+        exec spectune "$@"
+        ;;
+esac
