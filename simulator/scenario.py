@@ -92,7 +92,9 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Resol
 
 
 def resolve_scenario(sc: Scenario, base_dir: Path, source: str) -> ResolvedScenario:
-    target_path = resolve_path(sc.target.latency_profile, base_dir, source, "target.latency_profile")
+    target_path = resolve_path(
+        sc.target.latency_profile, base_dir, source, "target.latency_profile"
+    )
     target = load_latency_profile(target_path)
     drafters: dict[str, ResolvedDrafter] = {}
     for i, d in enumerate(sc.drafters):
@@ -172,7 +174,8 @@ def auto_kv_cache_tokens(
     free = budget * 0.95 - weights
     if free <= 0:
         raise InputError(
-            f"weights ({weights / GIB:.1f} GiB) do not fit in {budget / GIB:.1f} GiB of device memory",
+            f"weights ({weights / GIB:.1f} GiB) do not fit in {budget / GIB:.1f} GiB "
+            "of device memory",
             source=source,
             field="serving.kv_cache_tokens",
         )

@@ -67,7 +67,9 @@ class ModelArch(Frozen):
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelArch:
         if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+            raise ValueError(
+                f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})"
+            )
         return self
 
     @property
@@ -201,9 +203,9 @@ class LengthDist(Frozen):
         need = {"constant": ("value",), "uniform": ("low", "high"), "lognormal": ("mean", "cv")}
         for name in need[self.dist]:
             if getattr(self, name) is None:
-                raise ValueError(f"dist {self.dist} needs '{name}'")
+                raise ValueError(f"@{name}: is required for dist {self.dist}")
         if self.dist == "uniform" and self.low > self.high:  # type: ignore[operator]
-            raise ValueError(f"low must be <= high, got {self.low} > {self.high}")
+            raise ValueError(f"@low: must be <= high, got {self.low} > {self.high}")
         return self
 
 
@@ -238,13 +240,13 @@ class Workload(Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
         if self.trace is None and (self.prompt_tokens is None or self.output_tokens is None):
-            raise ValueError("give either 'trace' or both 'prompt_tokens' and 'output_tokens'")
+            raise ValueError("@trace: give a trace, or both prompt_tokens and output_tokens")
         if self.mode == "open" and self.trace is None and self.arrival is None:
-            raise ValueError("mode open needs 'arrival' (or a 'trace' to replay)")
+            raise ValueError("@arrival: is required for mode open without a trace to replay")
         if self.mode == "closed" and self.concurrency is None:
-            raise ValueError("mode closed needs 'concurrency'")
+            raise ValueError("@concurrency: is required for mode closed")
         if self.trace is None and self.num_requests is None:
-            raise ValueError("without a trace, 'num_requests' is required")
+            raise ValueError("@num_requests: is required without a trace")
         return self
 
 
@@ -283,7 +285,7 @@ class AcceptanceRef(Frozen):
     @model_validator(mode="after")
     def _one_source(self) -> AcceptanceRef:
         if (self.profile is None) == (self.per_position is None):
-            raise ValueError("give exactly one of 'profile' or 'per_position'")
+            raise ValueError("@per_position: give exactly one of 'profile' or 'per_position'")
         if self.per_position is not None and len(self.per_position) == 0:
             raise ValueError("per_position must not be empty")
         return self
@@ -314,9 +316,9 @@ class DrafterSpec(Frozen):
     @model_validator(mode="after")
     def _kind_needs(self) -> DrafterSpec:
         if self.kind in ("draft_model", "heads") and self.latency_profile is None:
-            raise ValueError(f"kind {self.kind} needs 'latency_profile'")
+            raise ValueError(f"@latency_profile: is required for kind {self.kind}")
         if self.kind == "self" and self.self_layers is None:
-            raise ValueError("kind self needs 'self_layers'")
+            raise ValueError("@self_layers: is required for kind self")
         return self
 
 
@@ -357,7 +359,7 @@ class SpecConfig(Frozen):
     @model_validator(mode="after")
     def _shape(self) -> SpecConfig:
         if self.tree is not None and self.drafter == "none":
-            raise ValueError("a tree needs a drafter")
+            raise ValueError("@tree: a tree needs a drafter (spec.drafter is none)")
         return self
 
 
@@ -389,10 +391,10 @@ class Scenario(Frozen):
     def _names(self) -> Scenario:
         names = [d.name for d in self.drafters]
         if len(set(names)) != len(names):
-            raise ValueError(f"drafter names must be unique, got {names}")
+            raise ValueError(f"@drafters: names must be unique, got {names}")
         if self.spec.drafter != "none" and self.spec.drafter not in names:
             raise ValueError(
-                f"spec.drafter '{self.spec.drafter}' is not a drafter of this scenario "
+                f"@spec.drafter: unknown drafter '{self.spec.drafter}' "
                 f"(known: {', '.join(names) or 'none'})"
             )
         return self
@@ -412,19 +414,40 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
     return ".".join(parts).replace("schema_", "schema") or "(top level)"
 
 
+_PHRASES = (
+    ("Input should be ", "must be "),
+    ("greater than or equal to", ">="),
+    ("greater than", ">"),
+    ("less than or equal to", "<="),
+    ("less than", "<"),
+    ("a valid number, unable to parse string as a number", "a number"),
+    ("a valid integer, unable to parse string as an integer", "an integer"),
+)
+
+
 def validation_error_line(err: ValidationError) -> tuple[str, str]:
-    """The first error of a pydantic ValidationError as (dotted field, message)."""
+    """The first error of a pydantic ValidationError as (dotted field, message).
+
+    Model validators that check one field among several name it by starting their message
+    with ``@field.path: `` (relative to the model being validated).
+    """
     first = err.errors()[0]
+    loc = _fmt_loc(tuple(first.get("loc", ())))
     msg = first.get("msg", "invalid").removeprefix("Value error, ")
+    if msg.startswith("@") and ": " in msg:
+        rel, msg = msg[1:].split(": ", 1)
+        loc = rel if loc == "(top level)" else f"{loc}.{rel}"
     if first.get("type") == "missing":
         msg = "is required"
     elif first.get("type") == "extra_forbidden":
         msg = "is not a known field"
     elif "input" in first and first.get("type") not in ("value_error",):
+        for a, b in _PHRASES:
+            msg = msg.replace(a, b)
         bad = first["input"]
         if not isinstance(bad, dict | list):
             msg = f"{msg}, got {bad!r}"
-    return _fmt_loc(tuple(first.get("loc", ()))), msg
+    return loc, msg
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -447,7 +470,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def validate_model(cls: type[Frozen], data: dict[str, Any], source: str | Path) -> Any:
     """Build ``cls`` from ``data``; a failure becomes one InputError naming source and field."""
-    expected = cls.model_fields["schema_"].annotation.__args__[0] if "schema_" in cls.model_fields else None  # type: ignore[union-attr]
+    expected = None
+    if "schema_" in cls.model_fields:
+        expected = cls.model_fields["schema_"].annotation.__args__[0]  # type: ignore[union-attr]
     if expected is not None:
         got = data.get("schema")
         if got is None:
@@ -515,7 +540,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise InputError(
-                        f"no list item {part!r} (list has {len(node)} items)", source="--set", field=where
+                        f"no list item {part!r} (list has {len(node)} items)",
+                        source="--set",
+                        field=where,
                     )
                 idx = int(part)
                 if last:
@@ -530,7 +557,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                         node[part] = {}
                     node = node[part]
             else:
-                raise InputError(f"cannot set inside a {type(node).__name__}", source="--set", field=where)
+                raise InputError(
+                    f"cannot set inside a {type(node).__name__}", source="--set", field=where
+                )
     return out
 
 
@@ -539,10 +568,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def resolve_path(path: Path, base_dir: Path, source: str | Path, field: str) -> Path:
     """Resolve a relative path against the file's folder, then the working directory."""
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [base_dir / path, Path.cwd() / path]
+    candidates = [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]
     for c in candidates:
         if c.exists():
             return c.resolve()

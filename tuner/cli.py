@@ -20,7 +20,16 @@ from spectune import __version__
 from spectune.simulator.errors import SpectuneError
 
 # Order here is the order in --help.
-COMMANDS = ("simulate", "estimate", "recommend", "plan", "roofline", "profile", "generate", "validate")
+COMMANDS = (
+    "simulate",
+    "estimate",
+    "recommend",
+    "plan",
+    "roofline",
+    "profile",
+    "generate",
+    "validate",
+)
 
 DESCRIPTION = """\
 spectune: speculative-decoding simulator and auto-tuner.

@@ -56,10 +56,10 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], digits: int = 3) -> str:
     """An aligned plain-text table; numbers right-aligned."""
-    body = [[fmt(c, digits) for c in r] for r in rows]
-    cols = list(zip(*([list(headers)] + body), strict=True)) if body else [[h] for h in headers]
-    widths = [max(len(s) for s in col) for col in cols]
     raw_rows = [list(r) for r in rows]
+    body = [[fmt(c, digits) for c in r] for r in raw_rows]
+    cols = list(zip(list(headers), *body, strict=True)) if body else [[h] for h in headers]
+    widths = [max(len(s) for s in col) for col in cols]
 
     def line(cells: Sequence[str], raw: Sequence[Any] | None) -> str:
         out = []
