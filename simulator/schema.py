@@ -409,8 +409,25 @@ class Scenario(Frozen):
 # --------------------------------------------------------------------------- loading
 
 
-def _fmt_loc(loc: tuple[Any, ...]) -> str:
-    parts = [str(x) for x in loc if not (isinstance(x, str) and x[:1].isupper() and "[" in x)]
+def _fmt_loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Dotted path of an error location, without pydantic's union-member tags.
+
+    A loc item is kept when it is a real key or index of the input at that depth (or the
+    last item, e.g. a missing or unknown field); anything else is a union tag like
+    ``constrained-int`` or ``literal['auto']``.
+    """
+    parts: list[str] = []
+    node = data
+    for i, item in enumerate(loc):
+        in_dict = isinstance(node, dict) and item in node
+        in_list = isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node)
+        if in_dict or in_list:
+            node = node[item]
+        elif i == len(loc) - 1 and isinstance(node, dict) and isinstance(item, str):
+            pass  # a missing field
+        else:
+            continue
+        parts.append(str(item))
     return ".".join(parts).replace("schema_", "schema") or "(top level)"
 
 
@@ -425,14 +442,14 @@ _PHRASES = (
 )
 
 
-def validation_error_line(err: ValidationError) -> tuple[str, str]:
+def validation_error_line(err: ValidationError, data: Any = None) -> tuple[str, str]:
     """The first error of a pydantic ValidationError as (dotted field, message).
 
     Model validators that check one field among several name it by starting their message
     with ``@field.path: `` (relative to the model being validated).
     """
     first = err.errors()[0]
-    loc = _fmt_loc(tuple(first.get("loc", ())))
+    loc = _fmt_loc(tuple(first.get("loc", ())), data)
     msg = first.get("msg", "invalid").removeprefix("Value error, ")
     if msg.startswith("@") and ": " in msg:
         rel, msg = msg[1:].split(": ", 1)
@@ -482,7 +499,7 @@ def validate_model(cls: type[Frozen], data: dict[str, Any], source: str | Path) 
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        field, msg = validation_error_line(e)
+        field, msg = validation_error_line(e, data)
         raise InputError(msg, source=source, field=field) from None
 
 

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from spectune import __version__
 from spectune.simulator.errors import SpectuneError
@@ -41,8 +42,15 @@ Quick answers without a scenario: `estimate` (closed form), `roofline` (GPU prof
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2), like every other input error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spectune",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
