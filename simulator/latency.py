@@ -1,0 +1,474 @@
+"""Forward-pass latency of a model on a device: the cost model the simulator calls.
+
+A :class:`LatencyModel` is built from a latency profile's points over three axes: ``batch``
+(sequences in the forward), ``query_tokens`` (tokens per sequence: 1 for decode, nodes + 1
+for verify, the chunk for prefill) and ``context_tokens`` (tokens already in each
+sequence's KV cache). It answers ``forward_ms(batch, query_tokens, context_tokens)`` in
+milliseconds; ``context_tokens`` may be fractional (a batch's mean context).
+
+How it is built (all steps deterministic):
+
+1. Values: each point's ``latency_ms.p50`` (the median of repeats; ``stat`` can choose
+   ``min`` instead) on the grid ``batches × queries × contexts`` made of every distinct
+   value of each axis.
+2. Missing cells (scattered points, or grids pruned at large batch × query) are filled:
+   by linear interpolation along every axis on which measured cells bracket the hole
+   (averaged over those axes), else by a small parametric model
+   ``a + b·B + c·B·q + d·B·ctx + e·B·q·ctx`` (non-negative coefficients, fitted in
+   relative error) times the measured/model ratio of the nearest measured cells. Queries
+   that touch a filled cell are counted as extrapolation, like queries off the grid.
+3. Monotonicity: latency must not decrease when any axis grows, but measured points are
+   noisy. The grid is replaced by ``(U + L) / 2`` where ``U`` is the cumulative maximum
+   taken along each axis in turn (an upper monotone envelope) and ``L`` the reverse
+   cumulative minimum (a lower one); both are monotone in every axis, so their mean is,
+   and a grid that was already monotone is left unchanged (exact on grid points).
+4. Queries: multilinear interpolation in the raw axis values (not log2): each roofline
+   term (weights, KV reads ``B·ctx``, FLOPs ``B·q``, attention ``B·q·ctx``) is multilinear
+   in (B, q, ctx), so the interpolation is exact inside each regime and errs only at
+   regime kinks. Multilinear interpolation of a monotone grid is monotone.
+5. Beyond the grid: linear extrapolation from the last segment of each axis (latency keeps
+   growing linearly in tokens and context, never flat), floored at a small positive value
+   below the grid. Every such query increments :attr:`LatencyModel.extrapolated` and the
+   worst one is kept; ``strict=True`` raises :class:`ExtrapolationError` instead.
+
+Cross-validated error (:attr:`LatencyModel.cv_error_pct`): leave-one-out over the interior
+grid points. Each measured point that has measured neighbours on both sides along at least
+one axis is held out and predicted by linear interpolation from those neighbours (the
+mean over such axes) — i.e. at twice the grid spacing, so it bounds the error of
+interpolating between grid points from above. Reported as the mean absolute percentage
+error; :attr:`cv_max_error_pct` and :attr:`cv_points` go with it.
+
+Speed: ``forward_ms`` caches, per (batch, query_tokens), the interpolated curve over the
+context axis, and then costs one ``bisect`` plus a multiply-add (benchmarks/
+bench_latency_model.py measures it).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from functools import cached_property
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from .errors import ExtrapolationError, InputError
+from .schema import LatencyProfile, load_latency_profile
+
+_MAX_CACHED_SLICES = 200_000  # (batch, query) curves kept; each is a few small lists
+
+
+class ForwardLatency(Protocol):
+    """Anything that prices one forward pass. The simulator calls ``forward_ms`` once per
+    forward (draft passes and the verify pass of every iteration)."""
+
+    def forward_ms(self, batch: int, query_tokens: int, context_tokens: float) -> float:
+        """Milliseconds for one forward of ``batch`` sequences × ``query_tokens`` new tokens
+        each, with ``context_tokens`` tokens already cached per sequence."""
+        ...
+
+
+class ConstantLatency:
+    """An exact, grid-free cost for tests:
+    ``base_ms + per_token_ms·batch·query_tokens + per_context_token_ms·batch·context_tokens``.
+
+    It never extrapolates, so :attr:`extrapolated` stays 0 and :attr:`cv_error_pct` is 0.
+
+    Raises:
+        InputError: a negative coefficient, or a zero cost.
+    """
+
+    extrapolated: int = 0
+    cv_error_pct: float = 0.0
+
+    def __init__(
+        self, base_ms: float, per_token_ms: float = 0.0, per_context_token_ms: float = 0.0
+    ):
+        for name, v in (
+            ("base_ms", base_ms),
+            ("per_token_ms", per_token_ms),
+            ("per_context_token_ms", per_context_token_ms),
+        ):
+            if not (math.isfinite(v) and v >= 0):
+                raise InputError(f"{name} must be a finite number >= 0, got {v}")
+        if base_ms == 0 and per_token_ms == 0:
+            raise InputError("a forward must cost something: base_ms or per_token_ms must be > 0")
+        self.base_ms = float(base_ms)
+        self.per_token_ms = float(per_token_ms)
+        self.per_context_token_ms = float(per_context_token_ms)
+
+    def forward_ms(self, batch: int, query_tokens: int, context_tokens: float) -> float:
+        return (
+            self.base_ms
+            + self.per_token_ms * batch * query_tokens
+            + self.per_context_token_ms * batch * context_tokens
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ConstantLatency(base_ms={self.base_ms}, per_token_ms={self.per_token_ms}, "
+            f"per_context_token_ms={self.per_context_token_ms})"
+        )
+
+
+# --------------------------------------------------------------------------- grid building
+
+
+def _param_basis(b: np.ndarray, q: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Columns of the parametric model; each is non-decreasing in every axis."""
+    return np.stack([np.ones_like(b), b, b * q, b * c, b * q * c], axis=-1)
+
+
+def fit_parametric(b: np.ndarray, q: np.ndarray, c: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares in relative error for ``a + b·B + c·B·q + d·B·ctx + e·B·q·ctx``.
+
+    Active-set by elimination: solve, drop the most negative coefficient, repeat. With five
+    columns this is exact enough for a fill-in model and needs no scipy at load time.
+
+    Returns:
+        The five coefficients, all >= 0.
+    """
+    x = _param_basis(b, q, c) / y[:, None]
+    target = np.ones_like(y)
+    scale = np.maximum(np.abs(x).max(axis=0), 1e-300)  # column scaling for conditioning
+    active = list(range(x.shape[1]))
+    coef = np.zeros(x.shape[1])
+    while active:
+        sol, *_ = np.linalg.lstsq(x[:, active] / scale[active], target, rcond=None)
+        sol = sol / scale[active]
+        if (sol >= 0).all():
+            coef[active] = sol
+            break
+        active.pop(int(np.argmin(sol)))
+    return coef
+
+
+def _fill_missing(axes: list[np.ndarray], vals: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Fill unmeasured cells (see the module docstring, step 2). Returns a full grid."""
+    out = vals.copy()
+    missing = np.argwhere(~measured)
+    if len(missing) == 0:
+        return out
+    need_param: list[tuple[int, ...]] = []
+    for idx in map(tuple, missing):
+        est = [
+            v
+            for ax in range(3)
+            if (v := _bracket_interp(axes, vals, measured, idx, ax)) is not None
+        ]
+        if est:
+            out[idx] = float(np.mean(est))
+        else:
+            need_param.append(idx)
+    if need_param:
+        pts = np.argwhere(measured)
+        b, q, c = (axes[k][pts[:, k]] for k in range(3))
+        y = vals[measured]
+        coef = fit_parametric(b, q, c, y)
+
+        def model_at(i: tuple[int, ...]) -> float:
+            x = _param_basis(*(np.array([axes[k][i[k]]]) for k in range(3)))[0]
+            return max(float(x @ coef), 1e-12)
+
+        ratio = y / np.maximum(_param_basis(b, q, c) @ coef, 1e-12)
+        for idx in need_param:
+            dist = np.abs(pts - np.array(idx)).sum(axis=1)
+            near = dist == dist.min()
+            out[idx] = model_at(idx) * float(ratio[near].mean())
+    return out
+
+
+def _bracket_interp(axes, vals, measured, idx, ax) -> float | None:
+    """Linear interpolation at cell ``idx`` from the nearest measured cells on both sides
+    along axis ``ax`` (excluding ``idx`` itself), or None if one side has none."""
+    line = [slice(None) if k == ax else idx[k] for k in range(3)]
+    m = measured[tuple(line)]
+    i = idx[ax]
+    lo = next((j for j in range(i - 1, -1, -1) if m[j]), None)
+    hi = next((j for j in range(i + 1, len(m)) if m[j]), None)
+    if lo is None or hi is None:
+        return None
+    x = axes[ax]
+    v = vals[tuple(line)]
+    t = (x[i] - x[lo]) / (x[hi] - x[lo])
+    return float(v[lo] + t * (v[hi] - v[lo]))
+
+
+def make_monotone(grid: np.ndarray) -> np.ndarray:
+    """Mean of the upper (cumulative max) and lower (reverse cumulative min) monotone
+    envelopes along every axis: non-decreasing in each axis; identity on monotone input."""
+    up = grid
+    low = grid
+    for ax in range(grid.ndim):
+        up = np.maximum.accumulate(up, axis=ax)
+        low = np.flip(np.minimum.accumulate(np.flip(low, axis=ax), axis=ax), axis=ax)
+    return (up + low) / 2.0
+
+
+def _axis_weights(x: np.ndarray, v: float) -> tuple[int, int, float, bool]:
+    """Segment (i, i+1) and weight t of ``v`` on axis ``x`` (t outside [0, 1] = linear
+    extrapolation), and whether ``v`` is outside the axis range. One-point axes: (0, 0, 0)."""
+    n = len(x)
+    if n == 1:
+        return 0, 0, 0.0, v != x[0]
+    i = min(max(bisect_right(x.tolist(), v) - 1, 0), n - 2)
+    t = (v - x[i]) / (x[i + 1] - x[i])
+    return i, i + 1, float(t), bool(v < x[0] or v > x[-1])
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class LatencyModel:
+    """Monotone interpolating latency model over batch × query_tokens × context_tokens.
+
+    Build with :meth:`from_profile` or :meth:`from_path`. Attributes:
+
+    - ``extrapolated``: how many ``forward_ms`` calls fell off the measured grid so far.
+    - ``worst_extrapolation``: the (batch, query_tokens, context_tokens) of the call farthest
+      off the grid (largest ratio beyond an axis range), or None.
+    - ``cv_error_pct``, ``cv_max_error_pct``, ``cv_points``: leave-one-out error of the
+      interpolation (module docstring).
+    - ``monotone_adjust_pct``: largest relative change the monotone step made to a measured
+      value (0 for a clean profile; large values mean a noisy profile).
+    """
+
+    def __init__(
+        self,
+        batches: np.ndarray,
+        queries: np.ndarray,
+        contexts: np.ndarray,
+        raw: np.ndarray,
+        measured: np.ndarray,
+        *,
+        source: str | None = None,
+        strict: bool = False,
+    ):
+        # raw / measured: [batches, queries, contexts]; raw is NaN where not measured
+        self.axes = [
+            np.asarray(batches, float),
+            np.asarray(queries, float),
+            np.asarray(contexts, float),
+        ]
+        self.measured = measured
+        self._raw = raw
+        filled = _fill_missing(self.axes, np.where(measured, raw, 0.0), measured)
+        self.grid = make_monotone(filled)
+        self.source = source
+        self.strict = strict
+        self.extrapolated = 0
+        self.worst_extrapolation: tuple[int, int, float] | None = None
+        self._worst_score = -1.0
+        adj = np.abs(self.grid - filled)[measured] / filled[measured]
+        self.monotone_adjust_pct = float(adj.max() * 100.0) if adj.size else 0.0
+        self._floor_ms = float(self.grid.min()) * 0.05
+        ctx = self.axes[2]
+        self._ctx_lo = float(ctx[0])
+        self._ctx_hi = float(ctx[-1])
+        self._gridc, self._measuredc = self.grid, measured
+        if len(ctx) == 1:
+            # One context value: a flat two-point axis, so every other context is flagged.
+            ctx = np.array([ctx[0], ctx[0] + 1.0])
+            self._gridc = np.concatenate([self.grid, self.grid], axis=2)
+            self._measuredc = np.concatenate([measured, measured], axis=2)
+        self._ctx = ctx.tolist()
+        self._ctx_dx = np.diff(ctx)
+        self._ctx_inner = self._ctx[1:-1]  # bisect here gives the segment index directly
+        self._cache: dict[tuple[int, int], tuple] = {}
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: LatencyProfile,
+        source: str | None = None,
+        *,
+        strict: bool = False,
+        stat: Literal["p50", "min"] = "p50",
+    ) -> LatencyModel:
+        """Build the model from a validated profile.
+
+        Args:
+            profile: the latency profile (its ``points``).
+            source: the file it came from, named in extrapolation errors.
+            strict: raise :class:`ExtrapolationError` on any off-grid query.
+            stat: which statistic of each point to interpolate.
+
+        Returns:
+            The model.
+        """
+        axes = [sorted({getattr(p, k) for p in profile.points}) for k in _AXES]
+        index = [{v: i for i, v in enumerate(a)} for a in axes]
+        shape = tuple(len(a) for a in axes)
+        raw = np.full(shape, np.nan)
+        for p in profile.points:
+            raw[tuple(index[k][getattr(p, name)] for k, name in enumerate(_AXES))] = getattr(
+                p.latency_ms, stat
+            )
+        measured = ~np.isnan(raw)
+        return cls(*(np.array(a) for a in axes), raw, measured, source=source, strict=strict)
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, strict: bool = False) -> LatencyModel:
+        """Load a latency profile YAML and build the model.
+
+        Raises:
+            InputError: the file is missing or not a valid latency profile.
+        """
+        return cls.from_profile(load_latency_profile(path), source=str(path), strict=strict)
+
+    # ----------------------------------------------------------------- queries
+
+    def forward_ms(self, batch: int, query_tokens: int, context_tokens: float) -> float:
+        """Milliseconds for one forward (see the module docstring for the rules)."""
+        sl = self._cache.get((batch, query_tokens))
+        if sl is None:
+            sl = self._slice(batch, query_tokens)
+        ys, slopes, bad = sl
+        c = context_tokens
+        i = bisect_right(self._ctx_inner, c)
+        v = ys[i] + slopes[i] * (c - self._ctx[i])
+        if (bad is not None and bad[i]) or c < self._ctx_lo or c > self._ctx_hi:
+            self._flag(batch, query_tokens, c)
+            if v < self._floor_ms:
+                v = self._floor_ms
+        return v
+
+    def _slice(self, batch: int, query: int) -> tuple:
+        """The curve over contexts for one (batch, query): values, segment slopes, and a
+        per-segment off-grid flag (None when every segment is on measured cells)."""
+        if batch < 1 or query < 1:
+            raise InputError(f"batch and query_tokens must be >= 1, got {batch} and {query}")
+        bx, qx, _ = self.axes
+        b_eff, q_eff = float(batch), float(query)
+        # A one-value batch (query) axis cannot give a slope: trade batch for query tokens
+        # at equal total tokens, so the query (batch) axis carries the extrapolation.
+        if len(bx) == 1 and len(qx) > 1:
+            b_eff, q_eff = bx[0], q_eff * b_eff / bx[0]
+        elif len(qx) == 1 and len(bx) > 1:
+            b_eff, q_eff = b_eff * q_eff / qx[0], qx[0]
+        b0, b1, tb, b_out = _axis_weights(bx, b_eff)
+        q0, q1, tq, q_out = _axis_weights(qx, q_eff)
+        g = self._gridc
+        m = self._measuredc
+        curve = (
+            (1 - tb) * (1 - tq) * g[b0, q0]
+            + tb * (1 - tq) * g[b1, q0]
+            + (1 - tb) * tq * g[b0, q1]
+            + tb * tq * g[b1, q1]
+        )
+        if len(bx) == 1 and len(qx) == 1:  # both single: proportional in tokens above
+            curve = g[0, 0] * max(1.0, batch * query / (bx[0] * qx[0]))
+        # Extrapolated weights can bend the curve down along context: restore monotonicity.
+        curve = np.maximum.accumulate(curve)
+        # Corners that carry weight must be measured at both ends of a context segment.
+        ok = np.ones(len(self._ctx), bool)
+        for bi, qi, w in (
+            (b0, q0, (1 - tb) * (1 - tq)),
+            (b1, q0, tb * (1 - tq)),
+            (b0, q1, (1 - tb) * tq),
+            (b1, q1, tb * tq),
+        ):
+            if abs(w) > 1e-12:
+                ok &= m[bi, qi]
+        seg_ok = ok[:-1] & ok[1:]
+        off = b_out or q_out
+        bad = None if (seg_ok.all() and not off) else [off or not s for s in seg_ok.tolist()]
+        ys = curve.tolist()
+        slopes = (np.diff(curve) / self._ctx_dx).tolist()
+        sl = (ys, slopes, bad if bad is None or any(bad) else None)
+        if len(self._cache) >= _MAX_CACHED_SLICES:
+            self._cache.clear()
+        self._cache[(batch, query)] = sl
+        return sl
+
+    def _flag(self, batch: int, query: int, context: float) -> None:
+        """Count an off-grid query, keep the worst, or raise in strict mode."""
+        score = 1.0
+        for x, axis in zip((batch, query, context), self.axes, strict=True):
+            lo, hi = float(axis[0]), float(axis[-1])
+            if x > hi:
+                score = max(score, (x + 1.0) / (hi + 1.0))
+            elif x < lo:
+                score = max(score, (lo + 1.0) / (x + 1.0))
+        if self.strict:
+            raise ExtrapolationError(
+                f"{self.source or 'latency profile'}: query batch={batch} query_tokens={query} "
+                f"context_tokens={context:g} is off the measured grid ({self.grid_summary()})"
+            )
+        self.extrapolated += 1
+        if score > self._worst_score:
+            self._worst_score = score
+            self.worst_extrapolation = (batch, query, context)
+
+    # ----------------------------------------------------------------- reporting
+
+    def grid_summary(self) -> str:
+        """The grid's ranges, e.g. ``batch 1..256, query_tokens 1..8192, ...``."""
+        return (
+            ", ".join(
+                f"{name} {a[0]:g}..{a[-1]:g}" for name, a in zip(_AXES, self.axes, strict=True)
+            )
+            + f", {int(self.measured.sum())} measured points"
+        )
+
+    def extrapolation_report(self) -> dict:
+        """Counter and worst off-grid query, for the simulator's result."""
+        return {
+            "extrapolated_calls": self.extrapolated,
+            "worst": None
+            if self.worst_extrapolation is None
+            else dict(zip(_AXES, self.worst_extrapolation, strict=True)),
+            "grid": self.grid_summary(),
+        }
+
+    @cached_property
+    def _cv(self) -> tuple[float, float, int]:
+        vals = np.where(self.measured, self._raw, 0.0)
+        errs = []
+        for idx in map(tuple, np.argwhere(self.measured)):
+            est = [
+                v
+                for ax in range(3)
+                if (v := _bracket_interp(self.axes, vals, self.measured, idx, ax)) is not None
+            ]
+            if est:
+                y = vals[idx]
+                errs.append(abs(float(np.mean(est)) - y) / y)
+        if not errs:
+            return math.nan, math.nan, 0
+        return float(np.mean(errs) * 100.0), float(np.max(errs) * 100.0), len(errs)
+
+    @property
+    def cv_error_pct(self) -> float:
+        """Leave-one-out mean absolute % error over interior grid points (NaN if none)."""
+        return self._cv[0]
+
+    @property
+    def cv_max_error_pct(self) -> float:
+        return self._cv[1]
+
+    @property
+    def cv_points(self) -> int:
+        return self._cv[2]
+
+    def fit_params(self) -> dict:
+        """What a profile's ``fit.params`` records about this model."""
+        return {
+            "cv_method": "leave-one-out over interior grid points, linear interpolation "
+            "from bracketing measured neighbours (2x grid spacing)",
+            "cv_points": self.cv_points,
+            "cv_max_error_pct": round(self.cv_max_error_pct, 3),
+            "monotone_adjust_pct": round(self.monotone_adjust_pct, 3),
+            "interpolation": "multilinear in raw batch, query_tokens, context_tokens",
+        }
+
+    def __repr__(self) -> str:
+        return f"LatencyModel({self.source or '?'}: {self.grid_summary()})"
+
+
+_AXES = ("batch", "query_tokens", "context_tokens")
+
+FIT_KIND = "monotone-multilinear-grid"
