@@ -61,6 +61,14 @@ class ResolvedScenario:
         serving = type(self.scenario.serving).model_validate(data)
         return _replace_scenario(self, self.scenario.model_copy(update={"serving": serving}))
 
+    def with_workload(self, **changes: object) -> ResolvedScenario:
+        """A copy with ``workload`` fields replaced (validated), e.g. ``num_requests=500``
+        or ``arrival={"process": "poisson", "rate_per_s": 4.0}``; the trace stays resolved."""
+        data = self.scenario.workload.model_dump()
+        data.update(changes)
+        workload = type(self.scenario.workload).model_validate(data)
+        return _replace_scenario(self, self.scenario.model_copy(update={"workload": workload}))
+
 
 def _replace_scenario(rs: ResolvedScenario, sc: Scenario) -> ResolvedScenario:
     return ResolvedScenario(
