@@ -371,6 +371,9 @@ class SearchSpace(Frozen):
     tree_budgets: list[PosInt] = Field(default_factory=list)
     tree_depths: list[PosInt] = Field(default_factory=list)
     max_num_seqs: list[PosInt] = Field(default_factory=list)
+    # What `spectune recommend` optimises when --objective is not given; auto = latency
+    # (p99 TPOT) for open-loop workloads, throughput otherwise (see tuner/objective.py).
+    objective: Literal["auto", "throughput", "goodput", "latency"] = "auto"
 
 
 class Scenario(Frozen):
