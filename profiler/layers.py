@@ -7,8 +7,9 @@ float32, then cast back), which keeps fp32 logits within float rounding of
 ``LlamaForCausalLM``.
 
 Attention reads keys/values as ``[batch, kv_heads, kv_len, head_dim]`` and takes one
-boolean mask ``[batch, 1, q, kv_len]`` (True = may attend) built once per forward by
-:func:`attention_mask`, so ragged per-sequence lengths and tree masks cost no Python loops.
+boolean mask ``[batch, 1, rep * q, kv_len]`` (True = may attend) built once per forward by
+:func:`attention_mask` and :func:`fold_mask`, so ragged per-sequence lengths and tree
+masks cost no Python loops.
 """
 
 from __future__ import annotations
@@ -133,6 +134,14 @@ def attention_mask(
     return mask.unsqueeze(1)
 
 
+def fold_mask(mask: torch.Tensor, rep: int) -> torch.Tensor:
+    """Repeat a mask [B, 1, q, L] to [B, 1, rep * q, L] for query heads folded by Attention."""
+    if rep == 1:
+        return mask
+    bsz, _, q, kv_len = mask.shape
+    return mask[:, :, None].expand(bsz, 1, rep, q, kv_len).reshape(bsz, 1, rep * q, kv_len)
+
+
 class Attention(nn.Module):
     """Grouped-query self-attention with RoPE; the KV cache is passed in per call."""
 
@@ -162,15 +171,17 @@ class Attention(nn.Module):
         qs, ks = apply_rope(qs, cos, sin), apply_rope(ks, cos, sin)
         if kv is not None:
             ks, vs = kv.keys_values(ks, vs)
-        if self.num_kv_heads != self.num_heads:
-            # Repeating K/V measured faster on CPU than SDPA's enable_gqa path with a mask.
-            rep = self.num_heads // self.num_kv_heads
-            ks = ks.repeat_interleave(rep, dim=1)
-            vs = vs.repeat_interleave(rep, dim=1)
-        if mask is None:
-            out = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True)
+        rep = self.num_heads // self.num_kv_heads
+        if mask is None:  # training / plain causal forward
+            out = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, enable_gqa=rep > 1)
         else:
-            out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask)
+            # Fold the query heads sharing a KV head into the query axis, [B, kv_heads,
+            # rep * q, D]: K/V are read once, without repeat_interleave copies; measured
+            # 1-8x faster than enable_gqa or repeated K/V on CPU for decode shapes. The mask
+            # arrives folded the same way (see fold_mask).
+            qf = qs.reshape(bsz, self.num_kv_heads, rep * q, self.head_dim)
+            out = F.scaled_dot_product_attention(qf, ks, vs, attn_mask=mask)
+            out = out.view(bsz, self.num_heads, q, self.head_dim)
         return self.o_proj(out.transpose(1, 2).reshape(bsz, q, self.num_heads * self.head_dim))
 
 
@@ -206,7 +217,7 @@ class DecoderLayer(nn.Module):
 class KVAccess:
     """One layer's view of a KV cache for one forward: stores new K/V, returns all K/V.
 
-    With ``write=True`` new K/V go into the cache at slots ``lengths[b] + i`` (one scatter,
+    With ``write=True`` new K/V go into the cache at slots ``lengths[b] + i`` (one indexed write,
     no loop over the batch) and attention reads the cache prefix ``[:kv_len]`` in place.
     With ``write=False`` the cache is left untouched and the new K/V are appended after the
     longest committed prefix instead (a copy; used for what-if forwards).
@@ -224,14 +235,17 @@ class KVAccess:
         write: bool,
     ):
         self.k, self.v = k, v  # [B, kv_heads, max_len, D], one layer of the cache
-        self.index = index  # [B, kv_heads, q, D] slot indices for the scatter
+        self.index = index  # (rows [B, 1], slots [B, q]): where the new K/V go
         self.kv_len, self.past_len, self.write = kv_len, past_len, write
 
     def keys_values(self, ks: torch.Tensor, vs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.write:
-            self.k.scatter_(2, self.index, ks.to(self.k.dtype))
-            self.v.scatter_(2, self.index, vs.to(self.v.dtype))
-            return self.k[:, :, : self.kv_len], self.v[:, :, : self.kv_len]
+            # index_put, not scatter_: scatter_ measured ~1000x slower for bfloat16 on CPU.
+            rows, slots = self.index
+            self.k[rows, :, slots] = ks.transpose(1, 2).to(self.k.dtype)
+            self.v[rows, :, slots] = vs.transpose(1, 2).to(self.v.dtype)
+            k_all, v_all = self.k[:, :, : self.kv_len], self.v[:, :, : self.kv_len]
+            return k_all.to(ks.dtype), v_all.to(vs.dtype)  # no-op when dtypes agree
         k_all = torch.cat((self.k[:, :, : self.past_len].to(ks.dtype), ks), dim=2)
         v_all = torch.cat((self.v[:, :, : self.past_len].to(vs.dtype), vs), dim=2)
         return k_all, v_all

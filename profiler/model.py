@@ -25,7 +25,15 @@ from torch import nn
 from spectune.simulator.errors import InputError
 
 from .kvcache import CacheError, KVCache
-from .layers import DecoderLayer, KVAccess, RMSNorm, attention_mask, rope_cos_sin, rope_inv_freq
+from .layers import (
+    DecoderLayer,
+    KVAccess,
+    RMSNorm,
+    attention_mask,
+    fold_mask,
+    rope_cos_sin,
+    rope_inv_freq,
+)
 from .model_config import ModelConfig
 
 __all__ = [
@@ -151,9 +159,7 @@ class DecoderLM(nn.Module):
                     )
                 new_start = lengths
                 slots = lengths[:, None] + torch.arange(q, device=device)  # [B, q]
-                index = slots[:, None, :, None].expand(
-                    bsz, cfg.num_key_value_heads, q, cfg.head_size
-                )
+                index = (torch.arange(bsz, device=device)[:, None], slots)
                 cache.pending_tokens = q
             else:
                 new_start = torch.full_like(lengths, past_len)
@@ -165,6 +171,8 @@ class DecoderLM(nn.Module):
                 KVAccess(cache.k[i], cache.v[i], index, kv_len, past_len, write_cache)
                 for i in range(n_layers)
             ]
+        if mask is not None:
+            mask = fold_mask(mask, cfg.num_attention_heads // cfg.num_key_value_heads)
         x = self.model.embed_tokens(input_ids)
         if self._inv_freq.device != device:
             self._inv_freq = self._inv_freq.to(device)
@@ -226,10 +234,13 @@ def random_model(
         seed: torch generator seed.
         initializer_range: standard deviation of the weights.
         device: where the model lives.
-        dtype: weight dtype; defaults to ``config.torch_dtype``.
+        dtype: weight dtype; defaults to ``config.torch_dtype``. The returned model's
+            ``config.torch_dtype`` names the dtype actually used.
     Returns:
         The model, in eval mode.
     """
+    torch_dtype = _dtype_of(config, dtype)
+    config = dataclasses.replace(config, torch_dtype=str(torch_dtype).removeprefix("torch."))
     with torch.device("meta"):
         model = DecoderLM(config)
     model = model.to_empty(device="cpu")
@@ -244,7 +255,7 @@ def random_model(
             else:
                 param.normal_(0.0, initializer_range, generator=gen)
     model._inv_freq = rope_inv_freq(config)
-    return model.to(device=device, dtype=_dtype_of(config, dtype)).eval()
+    return model.to(device=device, dtype=torch_dtype).eval()
 
 
 def controllable_pair(
