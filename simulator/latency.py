@@ -26,17 +26,21 @@ How it is built (all steps deterministic):
    term (weights, KV reads ``B·ctx``, FLOPs ``B·q``, attention ``B·q·ctx``) is multilinear
    in (B, q, ctx), so the interpolation is exact inside each regime and errs only at
    regime kinks. Multilinear interpolation of a monotone grid is monotone.
-5. Beyond the grid: linear extrapolation from the last segment of each axis (latency keeps
-   growing linearly in tokens and context, never flat), floored at a small positive value
-   below the grid. Every such query increments :attr:`LatencyModel.extrapolated` and the
+5. Beyond the grid: linear extrapolation, never flat. Each axis gets a virtual far node
+   (and, if the grid starts above batch 1 / query 1 / context 0, a node there) valued by
+   the edge segment's slope, after a monotone envelope of those slopes over the other
+   axes; extrapolation is then interpolation on a still-monotone grid, so monotonicity
+   holds off the grid too. Below the grid values are floored at a small positive value.
+   Every query off the measured grid increments :attr:`LatencyModel.extrapolated` and the
    worst one is kept; ``strict=True`` raises :class:`ExtrapolationError` instead.
 
 Cross-validated error (:attr:`LatencyModel.cv_error_pct`): leave-one-out over the interior
 grid points. Each measured point that has measured neighbours on both sides along at least
 one axis is held out and predicted by linear interpolation from those neighbours (the
-mean over such axes) — i.e. at twice the grid spacing, so it bounds the error of
-interpolating between grid points from above. Reported as the mean absolute percentage
-error; :attr:`cv_max_error_pct` and :attr:`cv_points` go with it.
+mean over such axes) — i.e. at twice the grid spacing, so it is typically larger than
+the error of interpolating between neighbouring grid points (a pessimistic estimate).
+Reported as the mean absolute percentage error; :attr:`cv_max_error_pct` and
+:attr:`cv_points` go with it.
 
 Speed: ``forward_ms`` caches, per (batch, query_tokens), the interpolated curve over the
 context axis, and then costs one ``bisect`` plus a multiply-add (benchmarks/
@@ -206,6 +210,50 @@ def make_monotone(grid: np.ndarray) -> np.ndarray:
     return (up + low) / 2.0
 
 
+_FAR = 1e6  # virtual far node of each axis at (max(hi, 1) * _FAR); beyond it, same slope
+
+
+def _augment(
+    axes: list[np.ndarray], grid: np.ndarray, floor: float
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Add virtual nodes so extrapolation is plain interpolation on a monotone grid.
+
+    For each axis with >= 2 values, in turn: a far node above the grid, valued by the last
+    segment's slope after a monotone envelope (cumulative max) over the other axes, and,
+    when the axis starts above its natural minimum (1 for batch and query, 0 for
+    context), a node at that minimum, valued by the first segment's slope clipped to
+    [floor, first value] and made monotone the same way. The envelopes make the edge
+    slopes non-decreasing in the other axes, so the augmented grid stays monotone in every
+    axis and so does every interpolation and linear extrapolation from it.
+
+    Returns:
+        The augmented axes and grid (real nodes keep their values).
+    """
+    axes = [a.copy() for a in axes]
+    natural_min = (1.0, 1.0, 0.0)
+    for ax in range(3):
+        x = axes[ax]
+        if len(x) < 2:
+            continue
+        g = np.moveaxis(grid, ax, 0)  # [n, other, other]
+        s_top = np.maximum((g[-1] - g[-2]) / (x[-1] - x[-2]), 0.0)
+        for other in (0, 1):
+            s_top = np.maximum.accumulate(s_top, axis=other)
+        x_far = max(x[-1], 1.0) * _FAR
+        parts = [g, (g[-1] + s_top * (x_far - x[-1]))[None]]
+        new_x = [x, [x_far]]
+        if x[0] > natural_min[ax]:
+            s_bot = np.maximum((g[1] - g[0]) / (x[1] - x[0]), 0.0)
+            low = np.clip(g[0] - s_bot * (x[0] - natural_min[ax]), min(floor, g[0].min()), g[0])
+            for other in (0, 1):
+                low = np.maximum.accumulate(low, axis=other)
+            parts.insert(0, low[None])
+            new_x.insert(0, [natural_min[ax]])
+        grid = np.moveaxis(np.concatenate(parts, axis=0), 0, ax)
+        axes[ax] = np.concatenate([np.asarray(v, float) for v in new_x])
+    return axes, grid
+
+
 def _axis_weights(x: np.ndarray, v: float) -> tuple[int, int, float, bool]:
     """Segment (i, i+1) and weight t of ``v`` on axis ``x`` (t outside [0, 1] = linear
     extrapolation), and whether ``v`` is outside the axis range. One-point axes: (0, 0, 0)."""
@@ -263,18 +311,29 @@ class LatencyModel:
         adj = np.abs(self.grid - filled)[measured] / filled[measured]
         self.monotone_adjust_pct = float(adj.max() * 100.0) if adj.size else 0.0
         self._floor_ms = float(self.grid.min()) * 0.05
-        ctx = self.axes[2]
-        self._ctx_lo = float(ctx[0])
-        self._ctx_hi = float(ctx[-1])
-        self._gridc, self._measuredc = self.grid, measured
-        if len(ctx) == 1:
-            # One context value: a flat two-point axis, so every other context is flagged.
-            ctx = np.array([ctx[0], ctx[0] + 1.0])
-            self._gridc = np.concatenate([self.grid, self.grid], axis=2)
-            self._measuredc = np.concatenate([measured, measured], axis=2)
+        self._lo = [float(a[0]) for a in self.axes]
+        self._hi = [float(a[-1]) for a in self.axes]
+        grid, measured_ = self.grid, measured
+        if len(self.axes[2]) == 1:
+            # One context value: a flat two-point axis; every other context is flagged.
+            grid = np.concatenate([grid, grid], axis=2)
+            measured_ = np.concatenate([measured, measured], axis=2)
+            ctx_axes = [self.axes[0], self.axes[1], np.array([self._lo[2], self._lo[2] + 1.0])]
+        else:
+            ctx_axes = self.axes
+        self._aug_axes, self._aug_grid = _augment(ctx_axes, grid, self._floor_ms)
+        # measured mask on the augmented grid (virtual nodes count as measured: queries that
+        # reach them are off the real range and flagged by the range checks)
+        pad = []
+        for k in range(3):
+            below = int(self._aug_axes[k][0] < ctx_axes[k][0])
+            pad.append((below, len(self._aug_axes[k]) - len(ctx_axes[k]) - below))
+        self._aug_measured = np.pad(measured_, pad, constant_values=True)
+        ctx = self._aug_axes[2]
         self._ctx = ctx.tolist()
         self._ctx_dx = np.diff(ctx)
         self._ctx_inner = self._ctx[1:-1]  # bisect here gives the segment index directly
+        self._ctx_lo, self._ctx_hi = self._lo[2], self._hi[2]
         self._cache: dict[tuple[int, int], tuple] = {}
 
     # ----------------------------------------------------------------- construction
@@ -341,7 +400,7 @@ class LatencyModel:
         per-segment off-grid flag (None when every segment is on measured cells)."""
         if batch < 1 or query < 1:
             raise InputError(f"batch and query_tokens must be >= 1, got {batch} and {query}")
-        bx, qx, _ = self.axes
+        bx, qx = self._aug_axes[0], self._aug_axes[1]
         b_eff, q_eff = float(batch), float(query)
         # A one-value batch (query) axis cannot give a slope: trade batch for query tokens
         # at equal total tokens, so the query (batch) axis carries the extrapolation.
@@ -349,10 +408,11 @@ class LatencyModel:
             b_eff, q_eff = bx[0], q_eff * b_eff / bx[0]
         elif len(qx) == 1 and len(bx) > 1:
             b_eff, q_eff = b_eff * q_eff / qx[0], qx[0]
-        b0, b1, tb, b_out = _axis_weights(bx, b_eff)
-        q0, q1, tq, q_out = _axis_weights(qx, q_eff)
-        g = self._gridc
-        m = self._measuredc
+        b0, b1, tb, _ = _axis_weights(bx, b_eff)
+        q0, q1, tq, _ = _axis_weights(qx, q_eff)
+        off = not (self._lo[0] <= batch <= self._hi[0] and self._lo[1] <= query <= self._hi[1])
+        g = self._aug_grid
+        m = self._aug_measured
         curve = (
             (1 - tb) * (1 - tq) * g[b0, q0]
             + tb * (1 - tq) * g[b1, q0]
@@ -361,7 +421,7 @@ class LatencyModel:
         )
         if len(bx) == 1 and len(qx) == 1:  # both single: proportional in tokens above
             curve = g[0, 0] * max(1.0, batch * query / (bx[0] * qx[0]))
-        # Extrapolated weights can bend the curve down along context: restore monotonicity.
+        # Safety net: weights outside [0, 1] (beyond the far nodes) must not bend it down.
         curve = np.maximum.accumulate(curve)
         # Corners that carry weight must be measured at both ends of a context segment.
         ok = np.ones(len(self._ctx), bool)
@@ -374,7 +434,6 @@ class LatencyModel:
             if abs(w) > 1e-12:
                 ok &= m[bi, qi]
         seg_ok = ok[:-1] & ok[1:]
-        off = b_out or q_out
         bad = None if (seg_ok.all() and not off) else [off or not s for s in seg_ok.tolist()]
         ys = curve.tolist()
         slopes = (np.diff(curve) / self._ctx_dx).tolist()
