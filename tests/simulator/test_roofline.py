@@ -168,3 +168,14 @@ def test_every_shipped_profile_loads_is_current_and_interpolates(device, file_sl
     model.forward_ms(1, 8192, 0)
     model.forward_ms(64, 8, 30000)
     assert model.extrapolated == 0
+
+
+def test_every_yaml_under_hwprofiles_loads_and_reports_cv_error() -> None:
+    """Measured profiles that others add land here too: each must validate and build."""
+    paths = sorted(HWPROFILES.rglob("*.yaml"))
+    assert len(paths) >= 24
+    for path in paths:
+        model = LatencyModel.from_path(path)
+        cv = model.cv_error_pct
+        assert (math.isfinite(cv) and cv >= 0) or model.cv_points == 0, path
+        assert model.forward_ms(1, 1, 0) > 0
