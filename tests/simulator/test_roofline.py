@@ -179,3 +179,25 @@ def test_every_yaml_under_hwprofiles_loads_and_reports_cv_error() -> None:
         cv = model.cv_error_pct
         assert (math.isfinite(cv) and cv >= 0) or model.cv_points == 0, path
         assert model.forward_ms(1, 1, 0) > 0
+
+
+@pytest.mark.parametrize(
+    ("target", "low", "high"),
+    [
+        # 0.9 x 0.95 x 79.65 GiB - 15 GiB weights, 128 KiB per token -> ~0.43 M tokens
+        ("h100-sxm/llama-3.1-8b.yaml", 350_000, 500_000),
+        # 4 x 45 GiB x 0.855 - 131 GiB weights, 320 KiB per token -> ~74 k tokens
+        ("l40s/llama-3.1-70b-tp4.yaml", 50_000, 100_000),
+    ],
+)
+def test_kv_cache_tokens_auto_works_with_shipped_profiles(tmp_path, target, low, high) -> None:
+    from spectune.simulator.scenario import load_scenario
+
+    sc = tmp_path / "sc.yaml"
+    sc.write_text(
+        "schema: spectune/scenario/v1\n"
+        f"target: {{latency_profile: {HWPROFILES / target}}}\n"
+        "workload: {mode: offline, num_requests: 4, prompt_tokens: {dist: constant, value: 8},"
+        " output_tokens: {dist: constant, value: 8}}\n"
+    )
+    assert low < load_scenario(sc, []).kv_cache_tokens < high
