@@ -10,12 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spectune.simulator.errors import ExtrapolationError, InputError
-from spectune.simulator.latency import (
-    ConstantLatency,
-    LatencyModel,
-    fit_parametric,
-    make_monotone,
-)
+from spectune.simulator.latency import ConstantLatency, LatencyModel
+from spectune.simulator.latency_grid import fit_parametric, make_monotone
 from spectune.simulator.roofline import write_profile
 from spectune.simulator.schema import LatencyProfile
 
