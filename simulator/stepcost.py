@@ -1,0 +1,149 @@
+"""The wall-clock cost of one engine iteration, from forward-pass latency models.
+
+An iteration is one fused forward of the target over everything scheduled in it (vLLM's
+model runner), preceded by the drafter's passes for the decoding sequences, plus a fixed
+``step_overhead_ms`` (scheduling, sampling, launch gaps). All costs in milliseconds.
+
+Decode part, for ``B`` decoding sequences at mean context ``ctx`` (prompt + generated):
+
+- draft phase, by drafter kind:
+  ``draft_model`` / ``heads``: one pass of the drafter's profile per draft level at batch B
+  (a chain of k: k passes of 1 query token; a tree: one pass per depth level, the query
+  being the previous level's width, 1 for the root). Pass i sees context ctx + (tokens
+  drafted before it). For a chain the k passes are priced as k · f(B, 1, ctx + (k−1)/2):
+  latency models are linear in context between profile knots, so this equals the sum of
+  the k calls except across a knot, at one call instead of k.
+  ``self``: the same passes priced as ``self_layers / target_layers`` of a target pass.
+  ``ngram``: ``draft_ms_per_token`` per drafted node (host-side lookup, batch-independent).
+- verify: one target pass of B × (nodes + 1) query tokens at context ctx (plain decoding:
+  B × 1 tokens, no draft phase).
+
+Prefill chunks scheduled in the same iteration join the fused forward. Composition rule:
+the first component (the decode batch if any, else the first chunk) pays its full cost;
+every further chunk of c tokens at prefix p adds its *marginal* cost
+f(1, c, p) − f(1, 1, p), i.e. its own tokens without a second read of the weights, which a
+fused forward shares. A separate drafter model (``draft_model``/``heads``) also prefills
+the chunk's tokens, composed the same way on the drafter's profile. The rule is exact for
+the pure cases (decode only; one chunk only) and, in the compute-bound regime where mixed
+iterations live, adds token costs as a fused forward does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .latency import ForwardLatency
+
+
+def forward_many(model: ForwardLatency, batch: int, query: int, contexts: np.ndarray) -> np.ndarray:
+    """``model.forward_ms`` over an array of contexts (uses ``forward_ms_many`` if the model
+    has one, else one call per context).
+
+    Returns:
+        float64 [len(contexts)] milliseconds.
+    """
+    many = getattr(model, "forward_ms_many", None)
+    if many is not None:
+        return np.asarray(many(batch, query, contexts), dtype=float)
+    f = model.forward_ms
+    return np.fromiter((f(batch, query, c) for c in contexts.tolist()), float, len(contexts))
+
+
+class StepCost:
+    """Prices engine iterations (see the module docstring for the rules).
+
+    Args:
+        target: latency model of the target.
+        kind: drafter kind, or ``None`` for plain decoding.
+        draft: latency model of the drafter (``draft_model``/``heads``), else None.
+        level_queries: query tokens of each draft pass in order (chain of k: ``[1] * k``;
+            tree: ``[1, w_1, ..., w_{D-1}]``); empty for plain decoding.
+        nodes: drafted tokens verified per sequence (k, or the tree's node count).
+        self_fraction: ``self_layers / target_layers`` for the ``self`` kind.
+        ngram_ms_per_token: host cost per drafted node for ``ngram``.
+        overhead_ms: fixed cost per iteration.
+    """
+
+    def __init__(
+        self,
+        target: ForwardLatency,
+        *,
+        kind: str | None = None,
+        draft: ForwardLatency | None = None,
+        level_queries: tuple[int, ...] = (),
+        nodes: int = 0,
+        self_fraction: float = 0.0,
+        ngram_ms_per_token: float = 0.0,
+        overhead_ms: float = 0.0,
+    ):
+        self.target = target
+        self.kind = kind if nodes > 0 else None
+        self.draft = draft
+        self.level_queries = tuple(level_queries)
+        self.nodes = int(nodes)
+        self.self_fraction = float(self_fraction)
+        self.ngram_ms = float(ngram_ms_per_token) * self.nodes
+        self.overhead_ms = float(overhead_ms)
+        self.is_chain = all(q == 1 for q in self.level_queries)
+        assert self.kind not in ("draft_model", "heads") or draft is not None
+
+    # ------------------------------------------------------------------ decode
+
+    def _draft_ms(self, batch: int, ctx: np.ndarray) -> np.ndarray | float:
+        """Draft-phase cost per iteration for contexts ``ctx`` [n]."""
+        kind = self.kind
+        if kind is None:
+            return 0.0
+        if kind == "ngram":
+            return self.ngram_ms
+        model = self.target if kind == "self" else self.draft
+        assert model is not None
+        scale = self.self_fraction if kind == "self" else 1.0
+        passes = len(self.level_queries)
+        if self.is_chain:
+            return scale * passes * forward_many(model, batch, 1, ctx + (passes - 1) / 2.0)
+        total = np.zeros_like(ctx)
+        offset = 0
+        for q in self.level_queries:
+            total += forward_many(model, batch, q, ctx + offset)
+            offset += q
+        return scale * total
+
+    def decode_ms(self, batch: int, ctx: np.ndarray) -> np.ndarray:
+        """Cost of decode-only iterations of ``batch`` sequences at mean contexts ``ctx``.
+
+        Args:
+            batch: decoding sequences (>= 1).
+            ctx: [n] mean context (tokens) per sequence, one per iteration.
+
+        Returns:
+            [n] milliseconds.
+        """
+        verify = forward_many(self.target, batch, self.nodes + 1, ctx)
+        return self.overhead_ms + verify + self._draft_ms(batch, ctx)
+
+    # ------------------------------------------------------------------ mixed
+
+    def mixed_ms(self, batch: int, ctx: float, chunks: list[tuple[int, int]]) -> float:
+        """Cost of an iteration with ``batch`` decoding sequences (may be 0) and prefill
+        ``chunks`` [(tokens, prefix tokens already cached)] (may be empty)."""
+        total = self.overhead_ms
+        first = batch == 0
+        if batch > 0:
+            total += float(self.decode_ms(batch, np.array([float(ctx)]))[0]) - self.overhead_ms
+        prefill_draft = self.kind in ("draft_model", "heads")
+        for c, pre in chunks:
+            total += self._chunk_ms(self.target, c, pre, first)
+            if prefill_draft:
+                total += self._chunk_ms(self.draft, c, pre, first)
+            first = False
+        return total
+
+    @staticmethod
+    def _chunk_ms(model: Any, tokens: int, prefix: int, full: bool) -> float:
+        ms = model.forward_ms(1, tokens, prefix)
+        if full:
+            return ms
+        return max(0.0, ms - model.forward_ms(1, 1, prefix))
