@@ -103,7 +103,8 @@ class DecoderLM(nn.Module):
         With a cache, token i of sequence b attends to the ``lengths[b]`` committed tokens
         and, among the new ones, to those ``tree_mask`` allows (causal by default). Its K/V
         are written at slot ``lengths[b] + i`` (when ``write_cache``); ``lengths`` does not
-        advance until ``cache.commit``. Without a cache: a causal forward from position 0.
+        advance until ``cache.commit``. Forwards with a cache never record gradients.
+        Without a cache: a causal forward from position 0 (differentiable, for training).
 
         Args:
             input_ids: token ids [B, q] (right-pad ragged inputs; commit only the real ones).
@@ -120,8 +121,22 @@ class DecoderLM(nn.Module):
             Logits [B, q, vocab] (or [B, 1, vocab]), float32.
         Raises:
             CacheError: cache batch differs from B or the cache has no room for q tokens.
-            InputError: num_layers outside [1, layers].
+            InputError: num_layers outside [1, layers], a tree_mask or positions of the
+                wrong shape.
         """
+        if cache is not None and torch.is_grad_enabled():
+            # The cache is written in place: cached forwards are inference only (training
+            # uses the cache-free path), so no autograd graph is built through the cache.
+            with torch.no_grad():
+                return self.forward(
+                    input_ids,
+                    cache,
+                    positions=positions,
+                    tree_mask=tree_mask,
+                    num_layers=num_layers,
+                    write_cache=write_cache,
+                    last_only=last_only,
+                )
         cfg = self.config
         bsz, q = input_ids.shape
         n_layers = cfg.num_hidden_layers if num_layers is None else num_layers
@@ -130,8 +145,23 @@ class DecoderLM(nn.Module):
                 f"num_layers must be in [1, {cfg.num_hidden_layers}], got {num_layers}"
             )
         device = input_ids.device
+        if cache is not None:
+            if cache.batch != bsz:
+                raise CacheError(f"cache batch is {cache.batch}, input batch is {bsz}")
+            if cache.num_layers < n_layers:
+                raise CacheError(f"cache has {cache.num_layers} layers, forward needs {n_layers}")
         if tree_mask is not None:
+            if tree_mask.shape not in ((q, q), (bsz, q, q)):
+                raise InputError(
+                    f"tree_mask must be [{q}, {q}] or [{bsz}, {q}, {q}], got "
+                    f"{list(tree_mask.shape)}",
+                    field="tree_mask",
+                )
             tree_mask = tree_mask.to(device=device, dtype=torch.bool)
+        if positions is not None and positions.shape != (bsz, q):
+            raise InputError(
+                f"positions must be [{bsz}, {q}], got {list(positions.shape)}", field="positions"
+            )
         if positions is None:
             if tree_mask is None:
                 rel = torch.arange(q, device=device).expand(bsz, q)
@@ -145,10 +175,6 @@ class DecoderLM(nn.Module):
                 zeros = torch.zeros(bsz, dtype=torch.long, device=device)
                 mask = attention_mask(zeros, zeros, q, tree_mask, q, positions, cfg.sliding_window)
         else:
-            if cache.batch != bsz:
-                raise CacheError(f"cache batch is {cache.batch}, input batch is {bsz}")
-            if cache.num_layers < n_layers:
-                raise CacheError(f"cache has {cache.num_layers} layers, forward needs {n_layers}")
             lengths = cache.lengths
             past_len = int(lengths.max())
             kv_len = past_len + q
