@@ -299,7 +299,7 @@ def _sglang(choice: SpecChoice, bands: list[Band], target: str) -> EngineConfig:
     if bands and not choice.tree_paths:
         adaptive = {str(lo): {"candidate_steps": [k]} for lo, _, k in bands}
         payload["adaptive_config"] = adaptive
-        files["adaptive_spec.json"] = json.dumps(adaptive, indent=2) + "\n"
+        files["adaptive_spec.json"] = json.dumps(adaptive) + "\n"
         args["--speculative-adaptive"] = True
         args["--speculative-adaptive-config"] = "adaptive_spec.json"
         notes.append(

@@ -141,9 +141,7 @@ class SearchDims:
         chain_ks = tuple(sorted({int(k) for k in sp.num_spec_tokens if k > 0}))
         budgets = tuple(sorted(set(sp.tree_budgets)))
         depths = tuple(sorted(set(sp.tree_depths)))
-        tree_drafters = frozenset(
-            d for d in drafters if d != NONE and budgets and rs.drafters[d].acceptance.ranked
-        )
+        tree_drafters = frozenset(d for d in drafters if d != NONE and budgets and _can_tree(rs, d))
         dims = cls(
             drafters=tuple(drafters),
             chain_ks=chain_ks,
@@ -182,6 +180,14 @@ class SearchDims:
     def depths_for(self, budget: int) -> list[int]:
         depths = self.tree_depths or (budget,)
         return sorted({min(d, budget) for d in depths})
+
+
+def _can_tree(rs: ResolvedScenario, drafter: str) -> bool:
+    """Trees need ranked acceptance with a second candidate that can be accepted (a
+    width-1 ranking only ever builds chains); n-gram lookup proposes one continuation."""
+    d = rs.drafters[drafter]
+    ranked = d.acceptance.ranked or []
+    return d.spec.kind != "ngram" and len(ranked) >= 2 and ranked[1] > 0
 
 
 def _suggest_int_choice(trial: optuna.Trial, name: str, choices: Sequence[int]) -> int:

@@ -1,0 +1,380 @@
+"""The recommendation pipeline behind ``spectune recommend``.
+
+1. Search at *search fidelity*: the first ``search_requests`` requests of the workload
+   (default 600 — a prefix keeps the trace's real arrival pattern; about 0.1 s per
+   simulation on the shipped Azure example). TPE (default), NSGA-II (``--pareto``) or
+   the whole grid (``--exhaustive``), in an Optuna study (see :mod:`.study`).
+   TPE is warm-started with the closed-form layer's pick per drafter (the best k of the
+   DES's step-cost model at the batch size plain decoding runs at), enqueued once.
+2. Re-simulate at *final fidelity* (the whole workload by default): the top
+   ``top_n`` configurations of the search, plain decoding, a common engine default
+   (k = 5 chain, the value in vLLM's and SGLang's docs examples) on the pick's drafter and
+   the scenario's own ``spec``. The best at final fidelity is the recommendation.
+3. Confidence band: the final top configurations are re-run ``band_samples`` times at
+   search fidelity, each with another seed (arrivals/lengths/acceptance draws) and a
+   resampled acceptance level (one logit shift per drafter, N(0, 0.15²), ~±3 points at
+   a = 0.7, standing for the error of a measured acceptance profile). Reported: the
+   pick's objective range over the samples relative to its own nominal value, and how
+   often it stays ahead of the runner-up.
+
+Errors: an empty space or unknown objective raise :class:`InputError`; when no
+configuration meets the SLOs, :class:`NoFeasibleConfig` carries the full outcome so the
+CLI prints the closest config before exiting 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from spectune.simulator.acceptance import shift_probs
+from spectune.simulator.errors import SpectuneError
+from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
+from spectune.simulator.schema import AcceptanceSpec
+
+from . import study as st
+from .objective import (
+    DIRECTIONS,
+    PARETO_DIRECTIONS,
+    Evaluation,
+    Evaluator,
+    Screen,
+    TrialObjective,
+    evaluation_from_attrs,
+    rank,
+    resolve_objective,
+)
+from .schedule import StepCosts
+from .space import NONE, Config, SearchDims, config_params, grid
+
+DEFAULT_SEARCH_REQUESTS = 600
+DEFAULT_TRIALS = 30
+ENGINE_DEFAULT_K = 5  # vLLM's and SGLang's documented examples speculate 5 tokens
+ACCEPTANCE_LOGIT_SD = 0.15
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Knobs of :func:`run_search` (CLI flags of ``spectune recommend``)."""
+
+    objective: str | None = None
+    trials: int | None = None
+    exhaustive: bool = False
+    pareto: bool = False
+    seed: int | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    search_requests: int | None = None
+    final_requests: int | None = None  # None = the whole workload
+    top_n: int = 2
+    band_samples: int = 4
+    screen: bool = True
+    progress: bool | None = None
+
+
+@dataclass
+class SearchOutcome:
+    """Everything ``recommend`` reports."""
+
+    objective: str
+    direction: str
+    best: Evaluation
+    plain: Evaluation
+    defaults: dict[str, Evaluation]
+    finalists: list[Evaluation]
+    searched: list[Evaluation]
+    pareto_front: list[Evaluation]
+    band: dict[str, Any]
+    grid_size: int
+    trials: int
+    simulations: int
+    pruned: int
+    search_requests: int
+    final_requests: int
+    study_name: str
+    storage: str | None
+    wall_s: float
+    evaluator: Evaluator = field(repr=False)
+
+
+class NoFeasibleConfig(SpectuneError):
+    """No configuration meets the SLOs; ``outcome`` holds the closest one as ``best``."""
+
+    def __init__(self, message: str, outcome: SearchOutcome):
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def total_requests(rs: ResolvedScenario) -> int:
+    """Requests the scenario simulates (trace rows capped by ``num_requests``)."""
+    wl = rs.scenario.workload
+    if rs.trace_path is not None:
+        from spectune.simulator.workload import read_trace
+
+        n = len(read_trace(rs.trace_path).prompt_tokens)
+        return min(n, wl.num_requests) if wl.num_requests else n
+    return int(wl.num_requests or 0)
+
+
+def fingerprint(rs: ResolvedScenario, objective: str, search_n: int, seed: int) -> str:
+    body = rs.scenario.model_dump(mode="json", by_alias=True)
+    blob = json.dumps([body, objective, search_n, seed], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def spec_config(rs: ResolvedScenario) -> Config | None:
+    """The scenario's own ``spec`` as a Config (None for explicit tree paths)."""
+    spec = rs.scenario.spec
+    if spec.tree is not None:
+        if spec.tree.paths is not None:
+            return None
+        return Config(spec.drafter, 0, spec.tree.budget, spec.tree.depth).normalized()
+    return Config(spec.drafter, spec.num_spec_tokens).normalized()
+
+
+def _warm_start(
+    rs: ResolvedScenario, dims: SearchDims, plain: Evaluation, seed: int
+) -> list[Config]:
+    """The closed-form pick per drafter: best chain k at plain decoding's mean batch."""
+    if not dims.chain_ks:
+        return []
+    costs = StepCosts.from_scenario(rs, seed)
+    batch = max(1, round(float(plain.metrics.get("mean_batch_size") or 1.0)))
+    picks = []
+    for d in dims.searched_drafters():
+        if d == NONE or "chain" not in dims.shapes(d):
+            continue
+        thr = [costs.throughput_tok_per_s(batch, d, k) for k in dims.chain_ks]
+        picks.append(Config(d, dims.chain_ks[int(np.argmax(thr))]))
+    return picks
+
+
+def resample_acceptance(rs: ResolvedScenario, rng: np.random.Generator) -> ResolvedScenario:
+    """A copy with every drafter's acceptance shifted by one N(0, 0.15²) logit step."""
+    drafters = {}
+    for name, d in rs.drafters.items():
+        shift = np.array([rng.normal(0.0, ACCEPTANCE_LOGIT_SD)])
+        acc = d.acceptance
+
+        def moved(v: list[float] | None, s: np.ndarray = shift) -> list[float] | None:
+            return None if v is None else shift_probs(np.asarray(v, float), s)[0].tolist()
+
+        new = AcceptanceSpec(
+            per_position=moved(acc.per_position),
+            ranked=moved(acc.ranked),
+            spread=acc.spread,
+            per_request=moved(acc.per_request),
+        )
+        drafters[name] = ResolvedDrafter(spec=d.spec, acceptance=new, latency=d.latency)
+    return dataclasses.replace(rs, drafters=drafters)
+
+
+def _open(rs, s, objective, search_n, seed, kind, n_trials):
+    st.quiet_optuna()
+    storage = st.make_storage(s.storage)
+    name = s.study_name or f"{Path(rs.source.split(' ')[0]).stem}-{objective}-{kind}"
+    directions = PARETO_DIRECTIONS if s.pareto else (DIRECTIONS[objective],)
+    fp = fingerprint(rs, "pareto" if s.pareto else objective, search_n, seed)
+    sampler = st.make_sampler(kind, seed, n_trials)
+    return st.open_study(name, storage, directions, sampler, fp), name
+
+
+def _collect(study: optuna.Study) -> tuple[list[Evaluation], int]:
+    evals: dict[str, Evaluation] = {}
+    pruned = 0
+    for t in study.get_trials(deepcopy=False, states=st.FINISHED):
+        if t.state == optuna.trial.TrialState.PRUNED:
+            pruned += 1
+            continue
+        ev = evaluation_from_attrs(t.user_attrs)
+        if ev is not None:
+            evals.setdefault(ev.key, ev)
+    return list(evals.values()), pruned
+
+
+def pareto_front(evals: list[Evaluation]) -> list[Evaluation]:
+    """Feasible configs (all, when none is) not dominated in (throughput ↑, p99 TPOT ↓)."""
+    pool = [e for e in evals if e.feasible] or evals
+    pts = [(e.value("throughput"), e.value("latency")) for e in pool]
+    front = []
+    for i, (thr, lat) in enumerate(pts):
+        dominated = any((t2 >= thr and l2 <= lat) and (t2 > thr or l2 < lat) for t2, l2 in pts)
+        if not dominated:
+            front.append(pool[i])
+    return sorted(front, key=lambda e: -e.value("throughput"))
+
+
+def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) -> SearchOutcome:
+    """Search, re-simulate the finalists, band the pick (see the module docstring).
+
+    Raises:
+        InputError: empty search space, unknown objective, bad storage.
+        NoFeasibleConfig: no configuration meets the SLOs.
+    """
+    t0 = time.perf_counter()
+    dims = SearchDims.from_scenario(rs)
+    objective = resolve_objective(s.objective, rs)
+    seed = rs.scenario.seed if s.seed is None else s.seed
+    total = total_requests(rs)
+    search_n = min(total, s.search_requests or DEFAULT_SEARCH_REQUESTS)
+    final_n = min(total, s.final_requests or total)
+    search = Evaluator(
+        rs, seed=seed, num_requests=search_n if search_n < total else None, simulate=simulate
+    )
+    final = (
+        search
+        if final_n == search_n
+        else Evaluator(
+            rs, seed=seed, num_requests=final_n if final_n < total else None, simulate=simulate
+        )
+    )
+    configs = grid(dims)
+    n_trials = s.trials or min(len(configs), DEFAULT_TRIALS)
+    plain = search.evaluate(Config())
+
+    kind = "grid" if s.exhaustive else "nsga2" if s.pareto else "tpe"
+    study, name = _open(rs, s, objective, search_n, seed, kind, n_trials)
+    screen = None
+    if s.screen and not (s.exhaustive or s.pareto):
+        screen = Screen(
+            StepCosts.from_scenario(rs, seed),
+            plain,
+            objective,
+            plain_searched=NONE in dims.searched_drafters(),
+        )
+    trial_obj = TrialObjective(search, dims, objective, pareto=s.pareto, screen=screen)
+    if s.exhaustive:
+        st.run_queue(
+            study, trial_obj, [config_params(c, dims) for c in configs], progress=s.progress
+        )
+    else:
+        if not study.get_trials(deepcopy=False) and not s.pareto:
+            warm = [Config(), *_warm_start(rs, dims, plain, seed)]
+            st.enqueue_missing(study, [config_params(c, dims) for c in warm])
+        st.run(study, trial_obj, n_trials, progress=s.progress)
+
+    evals, pruned = _collect(study)
+    if not evals:
+        evals = [plain]
+    ranked = rank(evals, objective)
+    front = pareto_front(evals) if s.pareto else []
+
+    # ---- final fidelity: finalists, plain decoding, engine defaults
+    finalists_cfg: list[Config] = []
+    source = front if s.pareto else ranked
+    for e in source:
+        if e.config not in finalists_cfg:
+            finalists_cfg.append(e.config)
+        if len(finalists_cfg) >= s.top_n:
+            break
+    plain_final = final.evaluate(Config())
+    finalists = rank([final.evaluate(c) for c in finalists_cfg] + [plain_final], objective)
+    best = finalists[0]
+    defaults: dict[str, Evaluation] = {}
+    ref_drafter = (
+        best.config.drafter
+        if best.config.speculates
+        else next((d for d in dims.searched_drafters() if d != NONE), None)
+    )
+    if ref_drafter is not None:
+        defaults[f"k={ENGINE_DEFAULT_K} chain (engine docs' default)"] = final.evaluate(
+            Config(ref_drafter, ENGINE_DEFAULT_K)
+        )
+    own = spec_config(rs)
+    if own is not None and own.speculates:
+        defaults[f"scenario spec ({own.label()})"] = final.evaluate(own)
+
+    band = confidence_band(rs, finalists, objective, search, seed, s.band_samples)
+    outcome = SearchOutcome(
+        objective="pareto" if s.pareto else objective,
+        direction=DIRECTIONS[objective],
+        best=best,
+        plain=plain_final,
+        defaults=defaults,
+        finalists=finalists,
+        searched=ranked,
+        pareto_front=front,
+        band=band,
+        grid_size=len(configs),
+        trials=st.count_finished(study),
+        simulations=search.n_simulations + (final.n_simulations if final is not search else 0),
+        pruned=pruned,
+        search_requests=search_n,
+        final_requests=final_n,
+        study_name=name,
+        storage=s.storage,
+        wall_s=time.perf_counter() - t0,
+        evaluator=final,
+    )
+    if not best.feasible:
+        raise NoFeasibleConfig(no_feasible_message(rs, best), outcome)
+    return outcome
+
+
+def no_feasible_message(rs: ResolvedScenario, closest: Evaluation) -> str:
+    slo = rs.scenario.slo
+    parts = []
+    for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
+        bound = getattr(slo, key)
+        if bound:
+            got = (closest.metrics.get(key) or {}).get("p99")
+            parts.append(f"p99 {label} {got:.3g} s vs {bound:g} s" if got is not None else label)
+    return (
+        "no configuration meets the SLOs; the closest is "
+        f"{closest.config.label()} ({'; '.join(parts)})"
+    )
+
+
+def confidence_band(
+    rs: ResolvedScenario,
+    finalists: list[Evaluation],
+    objective: str,
+    evaluator: Evaluator,
+    seed: int,
+    samples: int,
+) -> dict[str, Any]:
+    """Spread of the pick's objective over resampled seeds and acceptance (module doc)."""
+    if samples <= 0 or not finalists:
+        return {}
+    rivals = finalists[:2]
+    ss = np.random.SeedSequence([seed, 4242])
+    rows: list[list[float]] = []
+    for i, child in enumerate(ss.spawn(samples)):
+        rng = np.random.default_rng(child)
+        base = resample_acceptance(evaluator.base, rng)
+        rows.append(
+            [
+                evaluator.evaluate(e.config, seed=seed + 1 + i, base=base).value(objective)
+                for e in rivals
+            ]
+        )
+    vals = np.asarray(rows)  # [samples, rivals]
+    nominal = evaluator.evaluate(rivals[0].config).value(objective)
+    rel = vals[:, 0] / nominal if nominal else np.full(samples, np.nan)
+    out: dict[str, Any] = {
+        "samples": samples,
+        "fidelity_requests": evaluator.num_requests,
+        "how": "other seeds + acceptance shifted N(0, 0.15^2) in logit space per drafter",
+        "value_min": float(vals[:, 0].min()),
+        "value_median": float(np.median(vals[:, 0])),
+        "value_max": float(vals[:, 0].max()),
+        "relative_min": float(np.nanmin(rel)),
+        "relative_max": float(np.nanmax(rel)),
+    }
+    if len(rivals) > 1:
+        better = (
+            vals[:, 0] > vals[:, 1]
+            if DIRECTIONS[objective] == "maximize"
+            else (vals[:, 0] < vals[:, 1])
+        )
+        out["runner_up"] = rivals[1].config.label()
+        out["wins_vs_runner_up"] = float(better.mean())
+    return out
