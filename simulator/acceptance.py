@@ -55,10 +55,11 @@ def shift_probs(probs: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     Returns:
         [R, W] = σ(logit(probs) + δ); entries where probs is exactly 0 or 1 stay 0 or 1.
     """
-    p = np.asarray(probs, dtype=float)
-    out = 1.0 / (1.0 + np.exp(-(_logit(p)[None, :] + shifts[:, None])))
-    out[:, p == 0.0] = 0.0
-    out[:, p == 1.0] = 1.0
+    p = np.asarray(probs, dtype=float)[None, :]
+    w = np.exp(np.asarray(shifts, dtype=float))[:, None]
+    # σ(logit(p) + δ) written as p·e^δ / (1 − p + p·e^δ): exact at δ = 0, no clipping,
+    # and 0 and 1 map to themselves.
+    out = p * w / (1.0 - p + p * w)
     return out
 
 

@@ -421,3 +421,63 @@ def test_closed_form_matches_des_at_batch_1(folder: Path) -> None:
     assert tree["mean_accepted_len"] == pytest.approx(
         expected_tokens_tree(Tree.from_paths(paths), acc["ranked"]), rel=0.01
     )
+
+
+# ---------------------------------------------------------------------------- golden
+
+GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_CASES = {
+    # conftest's scenario as shipped: Poisson arrivals, draft model k=3, profiles on a grid.
+    "small_draft_model": [],
+    # Heavier: bursts into a small KV cache (preemptions), an optimal tree, spread.
+    "stressed_tree": [
+        "workload.num_requests=60",
+        "workload.arrival={process: gamma, rate_per_s: 20, cv: 2}",
+        "serving.kv_cache_tokens=600",
+        "serving.max_num_seqs=6",
+        "serving.step_overhead_ms=0.3",
+        "spec.tree={budget: 6, depth: 3}",
+        "drafters.0.acceptance={per_position: [0.8, 0.7], ranked: [0.8, 0.3], spread: 0.2}",
+        "spec.drafter=small",
+    ],
+}
+
+
+def _golden_view(m: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(_stable(m)))
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_golden_results(scenario_dir: Path, case: str) -> None:
+    """Metrics of fixed scenarios equal the stored values. Regenerate deliberately with
+    SPECTUNE_REGEN_GOLDEN=1 after a change that is meant to move them."""
+    import json
+    import os
+
+    from spectune.simulator import load_scenario
+
+    rs = load_scenario(scenario_dir / "scenario.yaml", GOLDEN_CASES[case])
+    got = _golden_view(api.simulate(rs).metrics)
+    path = GOLDEN / f"{case}.json"
+    if os.environ.get("SPECTUNE_REGEN_GOLDEN") == "1":
+        path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    want = json.loads(path.read_text())
+    _assert_close(got, want, case)
+
+
+def _assert_close(got: Any, want: Any, where: str) -> None:
+    """Equal structure and values; floats to 1e-9 relative (platform rounding)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for k in want:
+            _assert_close(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_close(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), where
+    else:
+        assert got == want, where
