@@ -4,8 +4,9 @@ Every drafter implements :class:`Drafter`. The engine keeps its running sequence
 slots ``0..n-1`` (contiguous; it compacts when one finishes) and calls, in this order:
 
 1. :meth:`Drafter.bind` once, before anything else (batch slots, cache length, the target).
-2. :meth:`Drafter.admit` when a sequence enters slot ``s``, right after the target's
-   prefill of its prompt (a draft model prefills its own cache here).
+2. :meth:`Drafter.admit` when sequences enter slots ``s, s+1, ...``, right after the
+   target's prefill of their (equal-length) prompts (a draft model prefills its own cache
+   here).
 3. Each step, :meth:`Drafter.propose_chain` or :meth:`Drafter.propose_tree` for the
    sequences in slots ``0..n-1`` (``seqs[b]`` = prompt + generated tokens; its last token
    is the root, not yet in the target's cache).
@@ -124,8 +125,9 @@ class Drafter(ABC):
     def bind(self, target: DecoderLM, max_batch: int, max_len: int) -> None:  # noqa: B027
         """Called once by the engine; a stateless drafter keeps nothing."""
 
-    def admit(self, slot: int, prompt: np.ndarray) -> None:  # noqa: B027
-        """A sequence entered ``slot`` with this prompt; stateless drafters ignore it."""
+    def admit(self, first_slot: int, prompts: np.ndarray) -> None:  # noqa: B027
+        """Sequences entered slots ``first_slot ..`` with these prompts [G, L] (equal
+        lengths); stateless drafters ignore it."""
 
     def move(self, src: int, dst: int) -> None:  # noqa: B027
         """The engine moved the sequence in ``src`` to ``dst``; stateless: nothing to do."""
@@ -232,17 +234,19 @@ class ModelDrafter(Drafter):
 
     # ------------------------------------------------------------------ slots
 
-    def admit(self, slot: int, prompt: np.ndarray) -> None:
+    def admit(self, first_slot: int, prompts: np.ndarray) -> None:
         if self.share:
             return  # the target's prefill already filled the shared layers
         assert self.cache is not None and self._fed is not None
-        view = cache_view(self.cache, slot, slot + 1)
-        view.truncate([0])
-        ids = torch.as_tensor(prompt, dtype=torch.long, device=self.model.device)[None, :]
+        group, length = prompts.shape
+        stop = first_slot + group
+        view = cache_view(self.cache, first_slot, stop)
+        view.truncate([0] * group)
+        ids = torch.as_tensor(prompts, dtype=torch.long, device=self.model.device)
         self._forward(ids, view, last_only=True)
-        view.commit(num_tokens=len(prompt))
-        self._fed[slot, : len(prompt)] = prompt
-        self._len[slot] = self._synced[slot] = len(prompt)
+        view.commit(num_tokens=length)
+        self._fed[first_slot:stop, :length] = prompts
+        self._len[first_slot:stop] = self._synced[first_slot:stop] = length
 
     def move(self, src: int, dst: int) -> None:
         if self.share:

@@ -274,21 +274,26 @@ class SpecEngine:
             out["ms"] = (time.perf_counter() - start) * 1e3
 
     def _prefill(self, res: StepResult) -> None:
+        # Prompts of equal length share one forward (no padding waste); others run alone.
+        groups: dict[int, list[_Seq]] = {}
         for seq in self._waiting:
-            slot = len(self._running)
-            view = cache_view(self.cache, slot, slot + 1)
-            view.truncate([0])
-            prompt = seq.view()
-            ids = torch.from_numpy(prompt).to(self.device)[None, :]
-            logits = self.target(ids, view, last_only=True)[:, -1]  # [1, V]
-            view.commit(num_tokens=len(prompt))
-            first = int(self._pick(logits)[0])
-            self._running.append(seq)
+            groups.setdefault(seq.length, []).append(seq)
+        for length, group in groups.items():
+            first_slot = len(self._running)
+            view = cache_view(self.cache, first_slot, first_slot + len(group))
+            view.truncate([0] * len(group))
+            prompts = np.stack([s.view() for s in group])  # [G, length]
+            ids = torch.from_numpy(prompts).to(self.device)
+            logits = self.target(ids, view, last_only=True)[:, -1]  # [G, V]
+            view.commit(num_tokens=length)
+            firsts = self._pick(logits).tolist()
             if self.drafter is not None:
-                self.drafter.admit(slot, prompt.copy())
-            self._emit(seq, [first], res)
-            res.num_prefills += 1
-            res.prefill_tokens += len(prompt)
+                self.drafter.admit(first_slot, prompts.copy())
+            for seq, tok in zip(group, firsts, strict=True):
+                self._running.append(seq)
+                self._emit(seq, [tok], res)
+            res.num_prefills += len(group)
+            res.prefill_tokens += length * len(group)
         self._waiting = []
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ occurrences of that n-gram in the sequence.
 
 - **Chains**: the continuation of the *most recent* earlier occurrence, up to ``k`` tokens
   (recent text is the best predictor of what comes next in code and chat; vLLM and HF's
-  prompt lookup take one occurrence, too). A continuation may run into the suffix itself,
-  so repeating patterns extend naturally.
+  prompt lookup take one occurrence, too). A continuation that runs into the end of the
+  sequence is extended periodically (``... 3 3 3`` proposes ``3 3 3 ...``).
 - **Trees**: candidates are ranked by how often each next token follows the matched
   n-gram (ties: the most recent occurrence first); a tree node of rank ``r`` takes the
   ``r``-th candidate, and its children are looked up after appending it to the context.
@@ -70,8 +70,9 @@ class NgramProposer:
             k: maximum number of drafts (>= 0).
 
         Returns:
-            int64 array of 0..k tokens: the continuation of the most recent earlier
-            occurrence of the longest matching suffix n-gram (empty if none matches).
+            int64 array of k tokens: the continuation of the most recent earlier occurrence
+            of the longest matching suffix n-gram, periodically extended past the end of
+            the sequence; empty if nothing matches.
         """
         tokens = np.asarray(tokens, dtype=np.int64)
         if k <= 0:
@@ -80,7 +81,10 @@ class NgramProposer:
         if starts.size == 0:
             return np.empty(0, dtype=np.int64)
         start = int(starts[-1])
-        return tokens[start : start + k].copy()
+        # A continuation that runs into the end of the sequence repeats with period
+        # L - start: the prediction continues the pattern the match implies.
+        idx = start + np.arange(k) % (len(tokens) - start)
+        return tokens[idx]
 
     def ranked_candidates(self, tokens: np.ndarray, width: int) -> list[int]:
         """The ``width`` best next-token candidates after ``tokens``.
