@@ -1,0 +1,122 @@
+"""The real models behind a scenario's names, for live runs on this device.
+
+A scenario names its target and drafters through their latency profiles (the profile's
+``model.name``) and kinds; live runs need the weights. Resolution:
+
+- target: ``target.name`` if the scenario gives one, else the target latency profile's
+  ``model.name``; a drafter of kind ``draft_model``/``heads``: its latency profile's
+  ``model.name``.
+- a name ``ctrl-eps<E>`` is the controllable pair's target (``ctrl:<E>``, regenerated
+  from its seed, :mod:`.demo`); any other name is a checkpoint directory
+  ``<models_dir>/<name>`` (Hugging Face format).
+- ``self`` drafters draft with the target's first ``self_layers`` layers in the target's
+  cache; ``ngram`` drafters are prompt lookup with n-grams of 1..3 tokens (the acceptance
+  profiler's setting).
+
+Prompt content for the live runs: byte-tokenised models (``spectune_tokenizer: bytes``)
+read a text prompt file; others get random token ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from spectune.simulator.errors import InputError
+from spectune.simulator.scenario import ResolvedScenario
+
+from .data import read_prompts
+from .demo import LoadedModel, load_model
+from .drafters import Drafter, ModelDrafter, NgramDrafter
+from .serve import PromptSource
+
+NGRAM_MAX_N = 3
+
+
+@dataclass
+class LiveModels:
+    """The target and a factory of fresh drafters by scenario drafter name."""
+
+    target: LoadedModel
+    drafters: dict[str, Callable[[], Drafter]]
+
+    def drafter(self, name: str) -> Drafter | None:
+        """A fresh drafter for ``name`` (None for ``none``)."""
+        if name == "none":
+            return None
+        return self.drafters[name]()
+
+
+def _spec_for(name: str, models_dir: Path, source: str, field: str) -> str:
+    if name.startswith("ctrl-eps"):
+        return "ctrl:" + name.removeprefix("ctrl-eps")
+    path = models_dir / name
+    if not path.is_dir():
+        raise InputError(
+            f"no checkpoint for model '{name}' in {models_dir} (train the demo pair with "
+            "`spectune profile train-demo --out models/`, or pass --models DIR)",
+            source=source,
+            field=field,
+        )
+    return str(path)
+
+
+def load_live_models(
+    rs: ResolvedScenario, models_dir: str | Path, dtype: str = "bf16"
+) -> LiveModels:
+    """Load the scenario's target and every drafter it names.
+
+    Args:
+        rs: the resolved scenario.
+        models_dir: folder holding checkpoint directories named after the models.
+        dtype: weights dtype for the live runs (the latency profiles' dtype).
+
+    Returns:
+        The models.
+
+    Raises:
+        InputError: a model without a checkpoint, or an unsupported drafter kind.
+    """
+    models_dir = Path(models_dir)
+    tname = rs.scenario.target.name or rs.target.model.name
+    target = load_model(_spec_for(tname, models_dir, rs.source, "target"), dtype=dtype)
+    factories: dict[str, Callable[[], Drafter]] = {}
+    for i, (name, rd) in enumerate(rs.drafters.items()):
+        kind = rd.spec.kind
+        if kind == "ngram":
+            factories[name] = lambda: NgramDrafter(1, NGRAM_MAX_N)
+        elif kind == "self":
+            layers = int(rd.spec.self_layers or 1)
+            factories[name] = lambda layers=layers: ModelDrafter(
+                target.model, layers, share_target_cache=True
+            )
+        elif kind == "draft_model":
+            assert rd.latency is not None
+            spec = _spec_for(rd.latency.model.name, models_dir, rs.source, f"drafters.{i}")
+            dm = load_model(spec, dtype=dtype).model
+            factories[name] = lambda dm=dm: ModelDrafter(dm)
+        else:
+            raise InputError(
+                f"the live engine has no '{kind}' drafter", source=rs.source, field=f"drafters.{i}"
+            )
+    return LiveModels(target, factories)
+
+
+def prompt_source(
+    models: LiveModels, prompts_file: str | Path | None, seed: int = 0
+) -> PromptSource:
+    """Prompt content for live runs: the prompt file's text for byte models, else random ids.
+
+    Raises:
+        InputError: a byte model without a readable prompt file.
+    """
+    cfg = models.target.model.config
+    if models.target.tokenizer == "bytes":
+        if prompts_file is None:
+            raise InputError("a byte-level target needs a prompt file (--prompts)")
+        texts = [p for p in read_prompts(prompts_file) if isinstance(p, str)]
+        if not texts:
+            raise InputError("holds no text prompts", source=prompts_file)
+        return PromptSource.from_texts(texts, name=Path(prompts_file).stem)
+    return PromptSource.random(cfg.vocab_size, 20_000, seed)

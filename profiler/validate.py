@@ -1,0 +1,223 @@
+"""``spectune validate``: the simulator's predictions checked against live runs here.
+
+Steps (:func:`run_validation`):
+
+1. Load the scenario and its live models (:mod:`.live_models`); the latency and
+   acceptance profiles are the scenario's own files (measure missing ones first with
+   ``spectune profile``).
+2. Build the matrix (:mod:`.validation`), its workloads and, for the Azure slice, the
+   scaled trace file in the report folder.
+3. Simulate every entry once; run every entry live ``repeats`` times, interleaved and
+   resumable (:mod:`.validation_run`).
+4. The tuner's pick, live: :func:`spectune.tuner.search.run_search` (what
+   ``spectune recommend`` runs) on the scenario with the offline workload and batch cap
+   8; its pick and the best live entry of the matrix under the same workload and cap run
+   live again, interleaved, and the ratio of their median throughputs is reported.
+5. Summary and report (:mod:`.validation_report`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectune.simulator.scenario import load_scenario
+
+from .live_models import load_live_models, prompt_source
+from .validation import Entry, build_matrix, fingerprint, make_workloads
+from .validation_run import RunLog, Runner, entry_rows, run_matrix, summarize
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_TRACE = REPO / "traces" / "azure_llm_2023_conv.csv"
+TUNER_WORKLOAD = "offline"
+TUNER_MAX_NUM_SEQS = 8
+
+
+@dataclass(frozen=True)
+class ValidateSettings:
+    """Knobs of :func:`run_validation` (the CLI's flags)."""
+
+    scenario: str
+    overrides: tuple[str, ...] = ()
+    quick: bool = False
+    repeats: int | None = None  # default 2 (quick) / 3 (full)
+    report_dir: str | None = None
+    models_dir: str | None = None
+    prompts: str | None = None
+    seed: int = 0
+    tuner: bool = True
+    tuner_trials: int | None = None
+    tuner_repeats: int = 3
+    trace: str | None = None
+    realtime: bool = True
+    entries: tuple[Entry, ...] | None = None  # explicit matrix (tests)
+
+
+def _default_dir(scenario: Path, name: str) -> Path:
+    for base in (scenario.resolve().parent, scenario.resolve().parent.parent, Path.cwd(), REPO):
+        if (base / name).exists():
+            return base / name
+    return Path.cwd() / name
+
+
+def run_validation(
+    s: ValidateSettings, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Run a validation (module docstring) and return its JSON-ready result.
+
+    Args:
+        s: settings.
+        progress: called with (runs done, runs total) as live runs finish.
+
+    Returns:
+        ``{"summary": ..., "configs": [...], "tuner": ..., "environment": ...}``.
+
+    Raises:
+        InputError: a bad scenario, missing models or prompts.
+    """
+    import torch
+
+    t_start = time.perf_counter()
+    scen = Path(s.scenario)
+    rs = load_scenario(scen, list(s.overrides))
+    report_dir = Path(s.report_dir) if s.report_dir else Path("validation-report")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    models_dir = Path(s.models_dir) if s.models_dir else _default_dir(scen, "models")
+    prompts_file = s.prompts or _default_dir(scen, "examples/prompts/stdlib.txt")
+    models = load_live_models(rs, models_dir, dtype=rs.target.device.dtype)
+    prompts = prompt_source(models, prompts_file, s.seed)
+    entries = list(s.entries) if s.entries is not None else build_matrix(rs, s.quick)
+    repeats = s.repeats or (2 if s.quick else 3)
+    trace = Path(s.trace) if s.trace else DEFAULT_TRACE
+    wls = make_workloads(rs, s.quick, trace, report_dir, s.seed)
+    entries = [e for e in entries if e.workload != "azure" or wls.trace_path is not None]
+    runner = Runner(rs, models, prompts, wls, s.seed, s.realtime)
+    log = RunLog(report_dir / "runs.jsonl", fingerprint(rs, entries, s.quick, s.seed))
+
+    predictions = {e.id: runner.predict(e) for e in entries}
+    total = repeats * len(entries) + (2 * s.tuner_repeats if s.tuner else 0)
+    done = [sum(1 for e in entries for r in range(repeats) if (e.id, r) in log.done)]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(done[0], total)
+
+    if progress is not None:
+        progress(done[0], total)
+    run_matrix(runner, entries, repeats, log, tick)
+    rows = entry_rows(entries, log, predictions)
+    summary = summarize(rows)
+    tuner = tuner_check(runner, rows, log, s, tick) if s.tuner else None
+    if tuner is not None:
+        summary["tuner_pick_ratio"] = tuner["ratio"]
+    return {
+        "summary": summary,
+        "configs": rows,
+        "tuner": tuner,
+        "environment": {
+            "scenario": str(scen),
+            "target": rs.target.model.name,
+            "drafters": {n: d.spec.kind for n, d in rs.drafters.items()},
+            "device": rs.target.device.name,
+            "dtype": rs.target.device.dtype,
+            "torch_threads": torch.get_num_threads(),
+            "quick": s.quick,
+            "repeats": repeats,
+            "seed": s.seed,
+            "capacity_req_per_s": wls.capacity_req_per_s,
+            "lengths": wls.lengths.__dict__,
+            "load1_min_max": _load_range(log),
+            "wall_s": time.perf_counter() - t_start,
+        },
+    }
+
+
+def _load_range(log: RunLog) -> list[float] | None:
+    loads = [r["load1"] for r in log.rows if "load1" in r]
+    return [float(min(loads)), float(max(loads))] if loads else None
+
+
+def tuner_check(
+    runner: Runner,
+    rows: list[dict[str, Any]],
+    log: RunLog,
+    s: ValidateSettings,
+    tick: Callable[[int], None],
+) -> dict[str, Any] | None:
+    """Run ``recommend``'s search, then its pick and the best live entry, interleaved."""
+    from spectune.tuner.search import SearchSettings, run_search
+
+    pool = [
+        r
+        for r in rows
+        if r["workload"] == TUNER_WORKLOAD and r["max_num_seqs"] == TUNER_MAX_NUM_SEQS
+    ]
+    if not pool:
+        return None
+    best_row = max(pool, key=lambda r: r["measured"]["throughput_tok_per_s"])
+    base = runner.scenario(Entry(TUNER_WORKLOAD, "none", max_num_seqs=TUNER_MAX_NUM_SEQS))
+    t0 = time.perf_counter()
+    outcome = run_search(
+        base,
+        SearchSettings(objective="throughput", trials=s.tuner_trials, seed=s.seed, progress=False),
+    )
+    search_s = time.perf_counter() - t0
+    c = outcome.best.config
+    pick = Entry(
+        TUNER_WORKLOAD,
+        c.drafter,
+        k=c.num_spec_tokens,
+        tree=(int(c.tree_budget), int(c.tree_depth or c.tree_budget)) if c.is_tree else None,
+        max_num_seqs=c.max_num_seqs or TUNER_MAX_NUM_SEQS,
+    )
+    best = next(e for e in _entries_of(rows) if e.id == best_row["id"])
+    pair = {"pick": pick, "best": best}
+    for rep in range(s.tuner_repeats):
+        for role, e in pair.items():
+            key = (f"tuner:{role}:{e.id}", rep)
+            if key in log.done:
+                continue
+            row = runner.live(e, rep)
+            row["id"] = key[0]
+            log.add(row)
+            tick(1)
+    thr: dict[str, float] = {}
+    for role, e in pair.items():
+        vals = [
+            r["measured"]["throughput_tok_per_s"]
+            for r in log.rows
+            if r.get("id") == f"tuner:{role}:{e.id}"
+        ]
+        thr[role] = float(np.median(vals)) if vals else math.nan
+    return {
+        "pick": pick.label(),
+        "pick_id": pick.id,
+        "pick_predicted_tok_per_s": float(outcome.best.metrics["throughput_tok_per_s"]),
+        "best_live": best.label(),
+        "best_live_id": best.id,
+        "pick_measured_tok_per_s": thr["pick"],
+        "best_measured_tok_per_s": thr["best"],
+        "ratio": thr["pick"] / thr["best"] if thr["best"] > 0 else math.nan,
+        "search_s": search_s,
+        "simulations": outcome.simulations,
+    }
+
+
+def _entries_of(rows: list[dict[str, Any]]) -> list[Entry]:
+    return [
+        Entry(
+            r["workload"],
+            r["drafter"],
+            k=r["k"],
+            tree=tuple(r["tree"]) if r["tree"] else None,  # type: ignore[arg-type]
+            max_num_seqs=r["max_num_seqs"],
+        )
+        for r in rows
+    ]
