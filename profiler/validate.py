@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
 
 from .live_models import load_live_models, prompt_source
@@ -57,6 +58,7 @@ class ValidateSettings:
     trace: str | None = None
     realtime: bool = True
     entries: tuple[Entry, ...] | None = None  # explicit matrix (tests)
+    only: tuple[str, ...] = ()  # keep entries whose id contains one of these
 
 
 def _default_dir(scenario: Path, name: str) -> Path:
@@ -97,8 +99,12 @@ def run_validation(
     trace = Path(s.trace) if s.trace else DEFAULT_TRACE
     wls = make_workloads(rs, s.quick, trace, report_dir, s.seed)
     entries = [e for e in entries if e.workload != "azure" or wls.trace_path is not None]
+    if s.only:
+        entries = [e for e in entries if any(o in e.id for o in s.only)]
+    if not entries:
+        raise InputError("no matrix entry left to run (check --only)", field="--only")
     runner = Runner(rs, models, prompts, wls, s.seed, s.realtime)
-    log = RunLog(report_dir / "runs.jsonl", fingerprint(rs, entries, s.quick, s.seed))
+    log = RunLog(report_dir / "runs.jsonl", fingerprint(rs, wls.lengths, s.seed))
 
     predictions = {e.id: runner.predict(e) for e in entries}
     total = repeats * len(entries) + (2 * s.tuner_repeats if s.tuner else 0)

@@ -280,13 +280,13 @@ def make_workloads(
     return Workloads(lengths, cap, trace_path, gap)
 
 
-def fingerprint(rs: ResolvedScenario, entries: list[Entry], quick: bool, seed: int) -> str:
-    """Identity of a validation's live runs (resume only matches the same one)."""
+def fingerprint(rs: ResolvedScenario, lengths: Lengths, seed: int) -> str:
+    """Identity of a validation's live runs: runs are kept by entry id and repeat, so a
+    resume matches when the models, the workload lengths and the seed are the same."""
     body = {
         "target": rs.target.model.name,
-        "drafters": sorted(rs.drafters),
-        "entries": [e.id for e in entries],
-        "quick": quick,
+        "drafters": {n: d.spec.model_dump(mode="json") for n, d in rs.drafters.items()},
+        "lengths": lengths.__dict__,
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

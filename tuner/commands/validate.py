@@ -51,6 +51,14 @@ def register(subparsers: Any) -> None:
         "--prompts", help="prompt text for byte models (default examples/prompts/stdlib.txt)"
     )
     p.add_argument("--trace", help="Azure-style trace CSV to slice (default traces/…conv.csv)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the configs whose id (workload/drafter/shape/mnsN) contains TEXT; "
+        "repeatable",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tuner", action="store_true", help="skip the tuner's-pick live check")
     p.add_argument("--tuner-trials", type=int, help="trials of the tuner's search")
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         tuner=not args.no_tuner,
         tuner_trials=args.tuner_trials,
         trace=args.trace,
+        only=tuple(args.only),
     )
     bar = None
     if not args.no_progress:

@@ -1,0 +1,167 @@
+"""``spectune validate`` on a tiny random model: the JSON summary keys, the report files,
+resume (completed live runs are not run again), the tuner's-pick check, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+
+from spectune.profiler import validate as validate_mod  # noqa: E402
+from spectune.profiler import validation, validation_run  # noqa: E402
+from spectune.profiler.model import ModelConfig, random_model, save_checkpoint  # noqa: E402
+from spectune.profiler.validate import ValidateSettings, run_validation  # noqa: E402
+from spectune.profiler.validation import Entry, Lengths  # noqa: E402
+from spectune.tuner.cli import main  # noqa: E402
+
+from ..conftest import latency_profile_dict  # noqa: E402
+
+CFG = ModelConfig(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+)
+TINY = Lengths(prompt_mean=12, output_mean=8, num_requests=4, trace_requests=4)
+ENTRIES = (
+    Entry("offline", "none", max_num_seqs=8),
+    Entry("offline", "self2", k=2, max_num_seqs=8),
+    Entry("closed", "ng", k=3, max_num_seqs=4),
+)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("validate")
+    save_checkpoint(random_model(CFG, seed=0), d / "models" / "tiny-target")
+    lat = latency_profile_dict()
+    lat["model"]["name"] = "tiny-target"
+    (d / "lat.yaml").write_text(yaml.safe_dump(lat))
+    sc = {
+        "schema": "spectune/scenario/v1",
+        "target": {"latency_profile": "lat.yaml"},
+        "drafters": [
+            {
+                "name": "self2",
+                "kind": "self",
+                "self_layers": 2,
+                "acceptance": {"per_position": [0.5], "ranked": [0.5, 0.2]},
+            },
+            {"name": "ng", "kind": "ngram", "acceptance": {"per_position": [0.2]}},
+        ],
+        "workload": {
+            "mode": "offline",
+            "num_requests": 4,
+            "prompt_tokens": {"dist": "constant", "value": 8},
+            "output_tokens": {"dist": "constant", "value": 8},
+        },
+        "serving": {"max_num_seqs": 8},
+        "search": {"num_spec_tokens": [0, 1, 2]},
+    }
+    p = d / "tiny.yaml"
+    p.write_text(yaml.safe_dump(sc))
+    return p
+
+
+@pytest.fixture(autouse=True)
+def tiny_lengths(monkeypatch):
+    monkeypatch.setattr(validation, "QUICK", TINY)
+    monkeypatch.setattr(validation, "FULL", TINY)
+
+
+def settings(scenario: Path, report: Path, **kw) -> ValidateSettings:
+    base = dict(
+        scenario=str(scenario),
+        quick=True,
+        repeats=2,
+        report_dir=str(report),
+        models_dir=str(scenario.parent / "models"),
+        entries=ENTRIES,
+        tuner=False,
+        realtime=False,
+    )
+    base.update(kw)
+    return ValidateSettings(**base)
+
+
+@pytest.mark.slow
+def test_validate_runs_matrix_and_resumes(scenario, tmp_path, monkeypatch):
+    report = tmp_path / "rep"
+    seen: list[tuple[int, int]] = []
+    result = run_validation(settings(scenario, report), lambda d, t: seen.append((d, t)))
+    s = result["summary"]
+    assert s["num_configs"] == len(ENTRIES)
+    for key in ("median_abs_pct_error", "max_abs_pct_error", "rank_correlation"):
+        assert key in s
+    assert s["max_abs_pct_error"] >= s["median_abs_pct_error"] >= 0
+    assert seen[-1] == (6, 6)  # 3 entries x 2 repeats, progress reported
+    rows = {r["id"]: r for r in result["configs"]}
+    assert rows[ENTRIES[1].id]["repeats"] == 2
+    assert rows[ENTRIES[1].id]["measured"]["mean_accepted_len"] > 1.0
+    assert rows[ENTRIES[0].id]["measured"]["mean_accepted_len"] == 1.0
+    lines = (report / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 6  # header + runs
+
+    # Resume: nothing left to run, so no live run may happen.
+    def boom(*a, **k):
+        raise AssertionError("a completed live run was run again")
+
+    monkeypatch.setattr(validation_run.Runner, "live", boom)
+    again = run_validation(settings(scenario, report))
+    assert again["summary"]["num_configs"] == len(ENTRIES)
+    assert len((report / "runs.jsonl").read_text().splitlines()) == 7
+
+
+@pytest.mark.slow
+def test_resume_runs_only_missing(scenario, tmp_path, monkeypatch):
+    report = tmp_path / "rep"
+    run_validation(settings(scenario, report, entries=ENTRIES[:1], repeats=1))
+    calls: list[str] = []
+    real = validation_run.Runner.live
+
+    def counting(self, e, rep):
+        calls.append(f"{e.id}#{rep}")
+        return real(self, e, rep)
+
+    monkeypatch.setattr(validation_run.Runner, "live", counting)
+    run_validation(settings(scenario, report, entries=ENTRIES[:2], repeats=1))
+    assert calls == [f"{ENTRIES[1].id}#0"]
+
+
+@pytest.mark.slow
+def test_cli_json_and_report(scenario, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(validate_mod, "build_matrix", lambda rs, quick: list(ENTRIES[:2]))
+    report = tmp_path / "rep"
+    argv = [
+        "validate", str(scenario), "--quick", "--json", "--report", str(report),
+        "--repeats", "1", "--models", str(scenario.parent / "models"),
+        "--tuner-trials", "3", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("num_configs", "median_abs_pct_error", "max_abs_pct_error", "rank_correlation"):
+        assert key in out
+    assert out["num_configs"] == 2
+    assert len(out["configs"]) == 2
+    assert out["tuner"] is not None and out["tuner"]["ratio"] > 0
+    assert out["tuner_pick_ratio"] == out["tuner"]["ratio"]
+    for name in ("report.md", "predicted_vs_measured.png", "validation.json", "runs.jsonl"):
+        assert (report / name).is_file()
+    assert "predicted vs measured" in (report / "report.md").read_text()
+
+
+def test_bad_input_is_one_line(scenario, tmp_path, capsys):
+    argv = ["validate", str(scenario), "--repeats", "0"]
+    assert main(argv) == 2
+    assert "--repeats" in capsys.readouterr().err
+    argv = ["validate", str(scenario), "--models", str(tmp_path / "nowhere"), "--no-progress"]
+    assert main(argv) == 2
+    assert "tiny-target" in capsys.readouterr().err
