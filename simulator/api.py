@@ -223,13 +223,17 @@ def _simulate(
             bar.close()
 
     metrics = compute_metrics(res, sc.slo)
+    # Calls, not iterations: the count depends on how the engine batches its pricing, so
+    # it is reported apart from the warning (whose text is a stable result).
+    extrapolated = {name: getattr(m, "extrapolated", 0) - extrap0[name] for name, m in models}
+    metrics["latency_extrapolated_calls"] = extrapolated
     for name, m in models:
-        count = getattr(m, "extrapolated", 0) - extrap0[name]
-        if count:
+        if extrapolated[name]:
             worst = getattr(m, "worst_extrapolation", None)
+            where = "" if worst is None else f" (farthest: batch, query, context = {worst})"
             warnings.append(
-                f"{name}: {count} latency queries fell outside the profile's grid and were "
-                f"extrapolated" + (f" (worst: batch, query, context = {worst})" if worst else "")
+                f"{name}: some forward passes fell outside the latency profile's grid and "
+                f"were extrapolated{where}"
             )
     if res.budget_exceeded_iterations:
         warnings.append(

@@ -111,6 +111,7 @@ class Engine:
         self._idle: simpy.Event | None = None
         self._done_events: dict[int, simpy.Event] = {}
         self._clients_pending = False
+        self._iter_s: dict[int, float] = {}  # last decode iteration time by batch size
         self._res = EngineResult(
             arrival_s=self.arrival_s,
             first_token_s=self.first_s,
@@ -196,8 +197,6 @@ class Engine:
                 yield self._idle
                 self._idle = None
                 continue
-            if batch * s.query > s.max_batched_tokens:
-                res.budget_exceeded_iterations += 1
             if chunks:
                 ctx = s.dec_ctx / batch if batch else 0.0
                 ms = self.cost.mixed_ms(batch, ctx, [(c, pre) for _, c, pre in chunks])
@@ -208,6 +207,8 @@ class Engine:
             else:
                 n, delay = self._plan_run(now, batch)
             res.iterations += n
+            if batch * s.query > s.max_batched_tokens:
+                res.budget_exceeded_iterations += n
             res.runs += 1
             res.busy_s += delay
             yield env.timeout(delay)
@@ -254,8 +255,13 @@ class Engine:
             # admitted before a finish, which ends the run anyway.)
             t_next = self._next_arrival()
         if n > 1 and t_next < math.inf:
-            first_ms = float(cost.decode_ms(batch, np.array([s.dec_ctx / batch]))[0])
-            n = max(1, min(n, int((t_next - now) * 1000.0 / first_ms) + 2))
+            # Price only the iterations that can end before the arrival: the last run's
+            # iteration time at this batch size is a good (and free) estimate; a wrong one
+            # only costs an extra run or a few unused prices, never a different result.
+            iter_s = self._iter_s.get(batch)
+            if iter_s is None:
+                iter_s = float(cost.decode_ms(batch, np.array([s.dec_ctx / batch]))[0]) / 1000.0
+            n = max(1, min(n, int((t_next - now) / iter_s) + 2))
         ctx = s.context_ahead(n)  # [n] Σ context before each iteration
         kv = None
         if s.recompute:
@@ -270,6 +276,7 @@ class Engine:
             k = int(np.searchsorted(ends, t_next))  # first boundary >= the arrival
             if k < n:
                 n = k + 1
+        self._iter_s[batch] = float(elapsed[n - 1] - elapsed[n - 2]) if n > 1 else float(elapsed[0])
         if kv is not None and kv[n - 1] > s.kv_peak:
             s.kv_peak = int(kv[n - 1])
         self._res.batch_hist[batch] += n
