@@ -25,8 +25,7 @@ Times are milliseconds of wall clock per step (CUDA is synchronized when used).
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +47,7 @@ from .sampling import (
     sample_verify_tree,
 )
 from .spec_stats import SpecStats, StepResult
+from .timing import Timer
 
 __all__ = ["CapacityError", "GenerateResult", "SpecEngine", "SpecStats", "StepResult"]
 
@@ -153,6 +153,7 @@ class SpecEngine:
         self.eos_token_id = eos_token_id
         self.device = target.device
         self.generator = make_generator(seed, self.device)
+        self._timer = Timer(self.device)
         self.cache = KVCache(target.config, max_batch, max_len, self.device, target.dtype)
         if self.drafter is not None:
             self.drafter.bind(target, max_batch, max_len)
@@ -180,6 +181,15 @@ class SpecEngine:
 
     def has_unfinished(self) -> bool:
         return bool(self._running or self._waiting)
+
+    def running_ids(self) -> list[Hashable]:
+        """Request ids of the running sequences, in slot order."""
+        return [s.request_id for s in self._running]
+
+    def running_lengths(self) -> list[int]:
+        """Tokens (prompt + generated) of each running sequence, in slot order: the
+        context the next step decodes at."""
+        return [s.length for s in self._running]
 
     def add(self, request_id: Hashable, prompt_ids: Sequence[int], max_new_tokens: int) -> None:
         """Queue a request; its prefill runs at the start of the next :meth:`step`.
@@ -240,9 +250,9 @@ class SpecEngine:
         with torch.inference_mode():
             n_run = len(self._running)
             if self._waiting:
-                with self._clock() as tp:
+                with self._timer.measure() as tp:
                     self._prefill(res)
-                res.prefill_ms = tp()
+                res.prefill_ms = tp.ms
             if n_run:
                 if self.tree is not None:
                     self._tree_step(n_run, res)
@@ -251,27 +261,11 @@ class SpecEngine:
             done = [b for b, s in enumerate(self._running) if self._is_done(s)]
             res.finished = [self._running[b].request_id for b in done]
             self._remove(done)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self._timer.synchronize()
         res.total_ms = (time.perf_counter() - t0) * 1e3
         res.overhead_ms = max(0.0, res.total_ms - res.prefill_ms - res.draft_ms - res.verify_ms)
         self.stats.update(res)
         return res
-
-    @contextmanager
-    def _clock(self) -> Iterator:
-        # The engine's own timer: wall clock, synchronizing CUDA so kernels are counted.
-        out = {"ms": 0.0}
-        sync = self.device.type == "cuda"
-        if sync:
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        try:
-            yield lambda: out["ms"]
-        finally:
-            if sync:
-                torch.cuda.synchronize(self.device)
-            out["ms"] = (time.perf_counter() - start) * 1e3
 
     def _prefill(self, res: StepResult) -> None:
         # Prompts of equal length share one forward (no padding waste); others run alone.
@@ -317,9 +311,9 @@ class SpecEngine:
         caps = np.array([min(self.k, s.max_new_tokens - s.generated - 1) for s in seqs])
         probs = None
         if self.drafter is not None and caps.max(initial=0) > 0:
-            with self._clock() as td:
+            with self._timer.measure() as td:
                 draft = self.drafter.propose_chain(self._context(n), caps)
-            res.draft_ms = td()
+            res.draft_ms = td.ms
             num = draft.num_drafts.clamp(max=torch.from_numpy(caps).to(dev))
             width = int(num.max())  # trim columns nobody uses (e.g. n-gram misses)
             drafts, probs = draft.tokens[:, :width], draft.probs
@@ -331,9 +325,9 @@ class SpecEngine:
         roots = torch.tensor([int(s.tokens[s.length - 1]) for s in seqs], device=dev)
         ids = torch.cat([roots[:, None], drafts], dim=1)  # [B, 1 + width]
         cache = cache_view(self.cache, 0, n)
-        with self._clock() as tv:
+        with self._timer.measure() as tv:
             logits = self.target(ids, cache)  # [B, 1 + width, V]
-        res.verify_ms = tv()
+        res.verify_ms = tv.ms
         if self.temperature == 0:
             verdict = greedy_verify_chain(drafts, logits.argmax(dim=-1), num)
         else:
@@ -350,15 +344,15 @@ class SpecEngine:
         assert self.tree is not None and self.drafter is not None
         seqs = self._running[:n]
         dev = self.device
-        with self._clock() as td:
+        with self._timer.measure() as td:
             draft = self.drafter.propose_tree(self._context(n), self.tree)
-        res.draft_ms = td()
+        res.draft_ms = td.ms
         roots = torch.tensor([int(s.tokens[s.length - 1]) for s in seqs], device=dev)
         ids = torch.cat([roots[:, None], draft.tokens], dim=1)  # [B, 1 + N]
         cache = cache_view(self.cache, 0, n)
-        with self._clock() as tv:
+        with self._timer.measure() as tv:
             logits = self.target(ids, cache, tree_mask=self._tree_mask)  # [B, 1 + N, V]
-        res.verify_ms = tv()
+        res.verify_ms = tv.ms
         parents = self.tree.parents
         if self.temperature == 0:
             verdict = greedy_verify_tree(
