@@ -25,6 +25,10 @@ a_i(r) = σ(logit(a_i) + δ_r), p_j(r) = σ(logit(p_j) + δ_r). The rule keeps e
 [0, 1], keeps the positions' order, leaves 0 and 1 fixed (acceptance 1.0 stays exact), and
 with ``spread = 0`` gives every request the profile's vector, so the DES mean matches the
 closed form.
+
+The engine does not sample per iteration: :func:`draw_request_steps` pre-draws every
+request's tokens per decode step (one uniform each) as cumulative counts, so a request's
+acceptance is tied to the request, not to the batch it runs in.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from .errors import InputError
 from .schema import AcceptanceSpec
 from .tree import Tree
 
-_EPS = 1e-9  # logit clip; values exactly 0 or 1 are restored after the shift
+_EPS = 1e-9  # clip of request levels before the logit (a level of exactly 0 or 1)
 
 
 def _logit(x: np.ndarray) -> np.ndarray:

@@ -92,3 +92,15 @@ def test_compact_hist() -> None:
         == "1:50% 2:20% 3-4:20% 5-8:9% 33-64:1%"
     )
     assert compact_hist({}) == "-"
+
+
+def test_progress_bar_only_on_a_terminal(
+    scenario_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["simulate", str(scenario_dir / "scenario.yaml"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "simulate" in err and "req" in err  # tqdm's bar
+    assert json.loads(out)["num_requests"] == 20  # stdout stays clean JSON
