@@ -78,6 +78,7 @@ def _rdb_storage(url: str) -> optuna.storages.BaseStorage:
     scheme = url.split("://", 1)[0].lower()
     if not scheme or not scheme.replace("+", "").isalnum():
         raise InputError(f"not a storage URL: {url!r}", source="--storage")
+    quiet_optuna()  # heartbeat_interval is "experimental": no warning for the user
     try:
         # A heartbeat lets Optuna mark the running trial of a killed worker as failed.
         return optuna.storages.RDBStorage(
