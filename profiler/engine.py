@@ -4,8 +4,9 @@
 over a batch of requests with different prompt lengths (ragged KV-cache lengths, no
 padding of the context). One :meth:`SpecEngine.step`:
 
-1. prefills the requests added since the last step (one forward each; its logits give the
-   request's first token, as in a serving engine's prefill step);
+1. prefills the requests added since the last step (target and draft model; prompts of
+   equal length share a forward); the prefill's logits give each request's first token,
+   as in a serving engine's prefill step;
 2. for the requests that were already running: drafts (a chain of up to k tokens, or a
    static tree), verifies all drafts of all sequences in **one** target forward
    (``[root, drafts...]`` per sequence, tree-masked for trees), accepts per sequence
