@@ -200,3 +200,40 @@ def test_tree_sampling_keeps_target_distribution():
             assert _chi2_pvalue(np.bincount(t2, minlength=vocab), p_after[x].numpy()) > 1e-3
     # The duplicate sibling (node 2) can never be accepted: token 1 was zeroed first.
     assert all(2 not in path for path in v.accepted_nodes)
+
+
+# ---------------------------------------------------------------------- greedy vs brute force
+
+
+def _brute_force_tree(parents, tokens, argmax, present):
+    """Longest path whose every node matches the argmax at its parent (reference)."""
+    best: list[int] = []
+    for node in range(len(parents)):
+        path, ok, cur = [], True, node
+        while cur >= 0:
+            path.append(cur)
+            ok &= bool(present[cur]) and tokens[cur] == argmax[parents[cur] + 1]
+            cur = parents[cur]
+        if ok and len(path) > len(best):
+            best = path[::-1]
+    return best
+
+
+def test_greedy_tree_matches_brute_force_on_random_trees():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        parents = tuple(int(rng.integers(-1, i)) for i in range(n))
+        vocab = int(rng.integers(2, 4))  # tiny vocab: many matches and duplicate siblings
+        tokens = rng.integers(0, vocab, size=(1, n))
+        argmax = rng.integers(0, vocab, size=(1, n + 1))
+        present = rng.random((1, n)) < 0.9
+        v = greedy_verify_tree(parents, T(tokens), T(argmax), torch.from_numpy(present))
+        ref = _brute_force_tree(parents, tokens[0], argmax[0], present[0])
+        path = v.accepted_nodes[0]
+        # As long as the reference, and a valid root-to-node path (ties may pick another).
+        assert len(path) == len(ref)
+        assert [parents[i] for i in path] == [-1, *path[:-1]]
+        assert all(present[0][i] and tokens[0][i] == argmax[0][parents[i] + 1] for i in path)
+        last = path[-1] + 1 if path else 0
+        assert int(v.next_tokens[0]) == argmax[0][last]
