@@ -233,7 +233,7 @@ def test_greedy_tree_matches_brute_force_on_random_trees():
         path = v.accepted_nodes[0]
         # As long as the reference, and a valid root-to-node path (ties may pick another).
         assert len(path) == len(ref)
-        assert [parents[i] for i in path] == [-1, *path[:-1]]
+        assert [parents[i] for i in path] == [-1, *path[:-1]][: len(path)]
         assert all(present[0][i] and tokens[0][i] == argmax[0][parents[i] + 1] for i in path)
         last = path[-1] + 1 if path else 0
         assert int(v.next_tokens[0]) == argmax[0][last]
