@@ -190,7 +190,10 @@ def _simulate(
         nodes=tree.num_nodes,
         self_fraction=(rd.spec.self_layers or 0) / rs.target.model.layers if rd else 0.0,
         ngram_ms_per_token=rd.spec.draft_ms_per_token if rd else 0.0,
-        overhead_ms=sc.serving.step_overhead_ms,
+        overhead_ms=sc.serving.step_overhead_ms + (rd.spec.step_overhead_ms if rd else 0.0),
+        overhead_per_seq_ms=sc.serving.step_overhead_per_seq_ms
+        + (rd.spec.step_overhead_per_seq_ms if rd else 0.0),
+        fused_prefill=sc.serving.prefill == "fused",
     )
     cum, off, _ = draw_request_steps(
         acc_model, requests.output_tokens, rngs["acceptance_levels"], rngs["acceptance_steps"]

@@ -260,6 +260,12 @@ class Serving(Frozen):
     kv_dtype_bytes: PosFloat = 2.0
     weight_dtype_bytes: PosFloat = 2.0
     step_overhead_ms: NonNegFloat = 0.0
+    # Host work per sequence per iteration (scheduling, sampling, bookkeeping): an engine
+    # iteration's overhead is step_overhead_ms + step_overhead_per_seq_ms x sequences in it.
+    step_overhead_per_seq_ms: NonNegFloat = 0.0
+    # fused: prefill chunks join the iteration's one forward (vLLM); separate: every prompt
+    # is its own forward (and draft-model forward) at full cost, as the live engine does.
+    prefill: Literal["fused", "separate"] = "fused"
     preemption: Literal["recompute", "queue"] = "recompute"
 
 
@@ -305,6 +311,10 @@ class DrafterSpec(Frozen):
     acceptance: AcceptanceRef
     self_layers: PosInt | None = None
     draft_ms_per_token: NonNegFloat = 0.0
+    # Host overhead that speculating with this drafter adds to every iteration (drafter
+    # bookkeeping, lookups, verification), on top of the serving step overhead.
+    step_overhead_ms: NonNegFloat = 0.0
+    step_overhead_per_seq_ms: NonNegFloat = 0.0
 
     @field_validator("name")
     @classmethod

@@ -1,8 +1,10 @@
 """The wall-clock cost of one engine iteration, from forward-pass latency models.
 
 An iteration is one fused forward of the target over everything scheduled in it (vLLM's
-model runner), preceded by the drafter's passes for the decoding sequences, plus a fixed
-``step_overhead_ms`` (scheduling, sampling, launch gaps). All costs in milliseconds.
+model runner), preceded by the drafter's passes for the decoding sequences, plus a host
+overhead ``step_overhead_ms + step_overhead_per_seq_ms × sequences`` (scheduling,
+sampling, launch gaps, per-sequence bookkeeping; a drafter may add its own two terms).
+All costs in milliseconds.
 
 Decode part, for ``B`` decoding sequences at mean context ``ctx`` (prompt + generated):
 
@@ -25,7 +27,9 @@ f(1, c, p) − f(1, 1, p), i.e. its own tokens without a second read of the weig
 fused forward shares. A separate drafter model (``draft_model``/``heads``) also prefills
 the chunk's tokens, composed the same way on the drafter's profile. The rule is exact for
 the pure cases (decode only; one chunk only) and, in the compute-bound regime where mixed
-iterations live, adds token costs as a fused forward does.
+iterations live, adds token costs as a fused forward does. With ``serving.prefill:
+separate`` (an engine that runs each prompt's prefill as its own forward, like spectune's
+live engine) every chunk pays its full cost instead.
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ class StepCost:
         self_fraction: ``self_layers / target_layers`` for the ``self`` kind.
         ngram_ms_per_token: host cost per drafted node for ``ngram``.
         overhead_ms: fixed cost per iteration.
+        overhead_per_seq_ms: cost per iteration per sequence in it (decoding sequences
+            plus prefill chunks).
+        fused_prefill: True = prefill chunks join the fused forward (marginal cost, as in
+            the module docstring); False = every chunk is its own forward at full cost
+            (the live engine's separate prefills).
     """
 
     def __init__(
@@ -77,6 +86,8 @@ class StepCost:
         self_fraction: float = 0.0,
         ngram_ms_per_token: float = 0.0,
         overhead_ms: float = 0.0,
+        overhead_per_seq_ms: float = 0.0,
+        fused_prefill: bool = True,
     ):
         self.target = target
         self.kind = kind if nodes > 0 else None
@@ -86,6 +97,8 @@ class StepCost:
         self.self_fraction = float(self_fraction)
         self.ngram_ms = float(ngram_ms_per_token) * self.nodes
         self.overhead_ms = float(overhead_ms)
+        self.overhead_per_seq_ms = float(overhead_per_seq_ms)
+        self.fused_prefill = bool(fused_prefill)
         self.is_chain = all(q == 1 for q in self.level_queries)
         assert self.kind not in ("draft_model", "heads") or draft is not None
 
@@ -122,23 +135,26 @@ class StepCost:
             [n] milliseconds.
         """
         verify = forward_many(self.target, batch, self.nodes + 1, ctx)
-        return self.overhead_ms + verify + self._draft_ms(batch, ctx)
+        return self._overhead(batch) + verify + self._draft_ms(batch, ctx)
+
+    def _overhead(self, sequences: int) -> float:
+        return self.overhead_ms + self.overhead_per_seq_ms * sequences
 
     # ------------------------------------------------------------------ mixed
 
     def mixed_ms(self, batch: int, ctx: float, chunks: list[tuple[int, int]]) -> float:
         """Cost of an iteration with ``batch`` decoding sequences (may be 0) and prefill
         ``chunks`` [(tokens, prefix tokens already cached)] (may be empty)."""
-        total = self.overhead_ms
-        first = batch == 0
+        total = self._overhead(batch + len(chunks))
+        first = batch == 0 or not self.fused_prefill
         if batch > 0:
-            total += float(self.decode_ms(batch, np.array([float(ctx)]))[0]) - self.overhead_ms
+            total += float(self.decode_ms(batch, np.array([float(ctx)]))[0]) - self._overhead(batch)
         prefill_draft = self.kind in ("draft_model", "heads")
         for c, pre in chunks:
             total += self._chunk_ms(self.target, c, pre, first)
             if prefill_draft:
                 total += self._chunk_ms(self.draft, c, pre, first)
-            first = False
+            first = not self.fused_prefill
         return total
 
     @staticmethod

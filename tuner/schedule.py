@@ -103,9 +103,10 @@ class StepCosts:
 
     def step_cost(self, drafter: str = "none", k: int = 0, tree: Tree | None = None) -> StepCost:
         """The DES's own iteration pricer for this config."""
-        overhead = self.rs.scenario.serving.step_overhead_ms
+        sv = self.rs.scenario.serving
+        overhead, per_seq = sv.step_overhead_ms, sv.step_overhead_per_seq_ms
         if drafter == "none" or (tree is None and k <= 0):
-            return StepCost(self.target, overhead_ms=overhead)
+            return StepCost(self.target, overhead_ms=overhead, overhead_per_seq_ms=per_seq)
         d = self.rs.drafters[drafter]
         if tree is not None:
             widths = tree.width_per_depth()
@@ -122,7 +123,8 @@ class StepCosts:
             nodes=nodes,
             self_fraction=(d.spec.self_layers or 0) / self.rs.target.model.layers,
             ngram_ms_per_token=d.spec.draft_ms_per_token,
-            overhead_ms=overhead,
+            overhead_ms=overhead + d.spec.step_overhead_ms,
+            overhead_per_seq_ms=per_seq + d.spec.step_overhead_per_seq_ms,
         )
 
     def step_ms(

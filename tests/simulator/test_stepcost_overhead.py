@@ -1,0 +1,32 @@
+"""StepCost's host-overhead terms and separate (unfused) prefills, with exact latencies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spectune.simulator.latency import ConstantLatency
+from spectune.simulator.stepcost import StepCost
+
+LAT = ConstantLatency(base_ms=2.0, per_token_ms=0.1)  # 2 + 0.1 * batch * query
+
+
+def test_per_sequence_overhead_scales_with_batch():
+    cost = StepCost(LAT, overhead_ms=1.0, overhead_per_seq_ms=0.25)
+    got = cost.decode_ms(4, np.array([100.0]))[0]
+    assert got == pytest.approx(1.0 + 0.25 * 4 + 2.0 + 0.1 * 4)
+
+
+def test_fused_prefill_pays_marginal_cost_separate_pays_full():
+    chunks = [(10, 0), (20, 0)]
+    fused = StepCost(LAT, overhead_per_seq_ms=0.5).mixed_ms(2, 50.0, chunks)
+    separate = StepCost(LAT, overhead_per_seq_ms=0.5, fused_prefill=False).mixed_ms(
+        2, 50.0, chunks
+    )
+    decode = 2.0 + 0.1 * 2
+    overhead = 0.5 * (2 + 2)  # two decoding sequences + two chunks
+    assert fused == pytest.approx(overhead + decode + (0.1 * 9) + (0.1 * 19))
+    assert separate == pytest.approx(overhead + decode + (2.0 + 1.0) + (2.0 + 2.0))
+    # without a decode batch the first chunk pays in full either way
+    only = StepCost(LAT, fused_prefill=True).mixed_ms(0, 0.0, chunks)
+    assert only == pytest.approx((2.0 + 1.0) + 0.1 * 19)
