@@ -31,7 +31,15 @@ from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
 
 from .live_models import load_live_models, prompt_source
-from .validation import Entry, build_matrix, fingerprint, make_workloads
+from .overhead import OverheadProfile, fit_overheads
+from .validation import (
+    Entry,
+    build_matrix,
+    entry_scenario,
+    fingerprint,
+    make_workloads,
+    pick_drafters,
+)
 from .validation_run import RunLog, Runner, entry_rows, run_matrix, summarize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +65,7 @@ class ValidateSettings:
     tuner_repeats: int = 3
     trace: str | None = None
     realtime: bool = True
+    calibrate: bool = True
     entries: tuple[Entry, ...] | None = None  # explicit matrix (tests)
     only: tuple[str, ...] = ()  # keep entries whose id contains one of these
 
@@ -106,8 +115,8 @@ def run_validation(
     runner = Runner(rs, models, prompts, wls, s.seed, s.realtime)
     log = RunLog(report_dir / "runs.jsonl", fingerprint(rs, wls.lengths, s.seed))
 
-    predictions = {e.id: runner.predict(e) for e in entries}
-    total = repeats * len(entries) + (2 * s.tuner_repeats if s.tuner else 0)
+    cal_entries = calibration_entries(rs) if s.calibrate else []
+    total = repeats * len(entries) + len(cal_entries) + (2 * s.tuner_repeats if s.tuner else 0)
     done = [sum(1 for e in entries for r in range(repeats) if (e.id, r) in log.done)]
 
     def tick(n: int) -> None:
@@ -117,14 +126,25 @@ def run_validation(
 
     if progress is not None:
         progress(done[0], total)
+    overhead = None
+    sim_rs = rs
+    if cal_entries:
+        overhead = calibrate(runner, cal_entries, report_dir, s.seed, tick)
+        sim_rs = overhead.apply(rs.with_serving(prefill="separate"))
+    predictions = {e.id: runner.predict(e, sim_rs) for e in entries}
+    uncalibrated = {e.id: runner.predict(e, rs) for e in entries}
     run_matrix(runner, entries, repeats, log, tick)
     rows = entry_rows(entries, log, predictions)
     summary = summarize(rows)
+    summary_uncal = summarize(entry_rows(entries, log, uncalibrated))
+    runner.rs_sim = sim_rs
     tuner = tuner_check(runner, rows, log, s, tick) if s.tuner else None
     if tuner is not None:
         summary["tuner_pick_ratio"] = tuner["ratio"]
     return {
         "summary": summary,
+        "summary_uncalibrated": summary_uncal,
+        "overhead": overhead.to_dict() if overhead is not None else None,
         "configs": rows,
         "tuner": tuner,
         "environment": {
@@ -168,7 +188,8 @@ def tuner_check(
     if not pool:
         return None
     best_row = max(pool, key=lambda r: r["measured"]["throughput_tok_per_s"])
-    base = runner.scenario(Entry(TUNER_WORKLOAD, "none", max_num_seqs=TUNER_MAX_NUM_SEQS))
+    plain = Entry(TUNER_WORKLOAD, "none", max_num_seqs=TUNER_MAX_NUM_SEQS)
+    base = entry_scenario(runner.rs_sim or runner.rs, runner.workloads, plain)
     t0 = time.perf_counter()
     outcome = run_search(
         base,
@@ -227,3 +248,54 @@ def _entries_of(rows: list[dict[str, Any]]) -> list[Entry]:
         )
         for r in rows
     ]
+
+
+# --------------------------------------------------------------------------- calibration
+
+CALIBRATION_K = 3
+
+
+def calibration_entries(rs: Any) -> list[Entry]:
+    """Offline runs the overheads are fitted on: plain decoding at caps 1, 4, 8, 16 and each
+    matrix drafter with a chain of 3 at caps 1, 4, 16."""
+    out = [Entry("offline", "none", max_num_seqs=m) for m in (1, 4, 8, 16)]
+    for d in pick_drafters(rs):
+        if d is not None:
+            out += [Entry("offline", d, k=CALIBRATION_K, max_num_seqs=m) for m in (1, 4, 16)]
+    return out
+
+
+def calibrate(
+    runner: Runner,
+    entries: list[Entry],
+    report_dir: Path,
+    seed: int,
+    tick: Callable[[int], None],
+) -> OverheadProfile:
+    """Measure the host overheads on calibration runs (seed + 1: other requests and prompts
+    than the scored runs) and fit them (:mod:`.overhead`); cached in overhead.json."""
+    import json
+
+    path = report_dir / "overhead.json"
+    key = fingerprint(runner.rs, runner.workloads.lengths, seed)
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("fingerprint") == key:
+            tick(len(entries))
+            return OverheadProfile.from_dict(cached["profile"])
+    plain, spec = [], {}
+    for e in entries:
+        res = runner.serve(e, seed + 1)
+        if e.drafter == "none":
+            plain.append(res.steps)
+        else:
+            spec.setdefault(e.drafter, []).append((res.steps, (1,) * e.k))
+        tick(1)
+    how = (
+        f"calibration: {len(entries)} offline runs, seed {seed + 1} (the scored runs use "
+        f"seed {seed}); plain decoding at max_num_seqs 1/4/8/16, each drafter k = "
+        f"{CALIBRATION_K} at 1/4/16"
+    )
+    prof = fit_overheads(plain, spec, runner.rs, how)
+    path.write_text(json.dumps({"fingerprint": key, "profile": prof.to_dict()}, indent=1))
+    return prof

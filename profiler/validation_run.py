@@ -32,7 +32,7 @@ from spectune.simulator.api import simulate
 from spectune.simulator.scenario import ResolvedScenario
 
 from .live_models import LiveModels
-from .serve import PromptSource, serve
+from .serve import LiveResult, PromptSource, serve
 from .validation import Entry, Workloads, entry_scenario
 
 RUNS_FILE = "runs.jsonl"
@@ -107,22 +107,26 @@ class Runner:
     workloads: Workloads
     seed: int = 0
     realtime: bool = True
+    rs_sim: ResolvedScenario | None = None  # the scenario predictions use (calibrated)
 
     def scenario(self, e: Entry) -> ResolvedScenario:
         return entry_scenario(self.rs, self.workloads, e)
 
-    def live(self, e: Entry, rep: int) -> dict[str, Any]:
-        """One live run of ``e`` as a JSON-ready row."""
-        rs = self.scenario(e)
-        t0 = time.perf_counter()
-        res = serve(
-            rs,
+    def serve(self, e: Entry, seed: int) -> LiveResult:
+        """Run ``e`` live with ``seed``."""
+        return serve(
+            self.scenario(e),
             self.models.target.model,
             self.models.drafter(e.drafter),
             self.prompts,
-            self.seed,
+            seed,
             realtime=self.realtime,
         )
+
+    def live(self, e: Entry, rep: int) -> dict[str, Any]:
+        """One live run of ``e`` as a JSON-ready row."""
+        t0 = time.perf_counter()
+        res = self.serve(e, self.seed)
         return {
             "kind": "live",
             "id": e.id,
@@ -134,8 +138,9 @@ class Runner:
             "time": time.time(),
         }
 
-    def predict(self, e: Entry) -> dict[str, Any]:
-        res = simulate(self.scenario(e), self.seed)
+    def predict(self, e: Entry, rs: ResolvedScenario | None = None) -> dict[str, Any]:
+        """Simulate ``e`` on ``rs`` (default: the base scenario)."""
+        res = simulate(entry_scenario(rs or self.rs, self.workloads, e), self.seed)
         return {"predicted": key_metrics(res.metrics), "warnings": res.metrics["warnings"]}
 
 

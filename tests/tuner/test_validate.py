@@ -87,6 +87,7 @@ def settings(scenario: Path, report: Path, **kw) -> ValidateSettings:
         entries=ENTRIES,
         tuner=False,
         realtime=False,
+        calibrate=False,
     )
     base.update(kw)
     return ValidateSettings(**base)
@@ -143,7 +144,7 @@ def test_cli_json_and_report(scenario, tmp_path, capsys, monkeypatch):
     argv = [
         "validate", str(scenario), "--quick", "--json", "--report", str(report),
         "--repeats", "1", "--models", str(scenario.parent / "models"),
-        "--tuner-trials", "3", "--no-progress",
+        "--tuner-trials", "3", "--no-progress", "--no-calibrate",
     ]  # fmt: skip
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
@@ -156,6 +157,25 @@ def test_cli_json_and_report(scenario, tmp_path, capsys, monkeypatch):
     for name in ("report.md", "predicted_vs_measured.png", "validation.json", "runs.jsonl"):
         assert (report / name).is_file()
     assert "predicted vs measured" in (report / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_calibration_fits_overheads_once(scenario, tmp_path, monkeypatch):
+    report = tmp_path / "rep"
+    s = settings(scenario, report, entries=ENTRIES[:1], repeats=1, calibrate=True)
+    result = run_validation(s)
+    ov = result["overhead"]
+    assert ov["engine"]["step_overhead_ms"] >= 0
+    assert set(ov["drafters"]) == {"self2", "ng"}
+    assert (report / "overhead.json").is_file()
+    assert result["summary_uncalibrated"]["num_configs"] == 1
+
+    def boom(*a, **k):
+        raise AssertionError("calibration ran again")
+
+    monkeypatch.setattr(validation_run.Runner, "serve", boom)
+    again = run_validation(s)
+    assert again["overhead"] == ov
 
 
 def test_bad_input_is_one_line(scenario, tmp_path, capsys):

@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tuner", action="store_true", help="skip the tuner's-pick live check")
+    p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip the host-overhead calibration runs (predict with the scenario as given)",
+    )
     p.add_argument("--tuner-trials", type=int, help="trials of the tuner's search")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         tuner_trials=args.tuner_trials,
         trace=args.trace,
         only=tuple(args.only),
+        calibrate=not args.no_calibrate,
     )
     bar = None
     if not args.no_progress:

@@ -1,0 +1,195 @@
+"""Engine host overhead: the per-iteration time that forward-latency profiles do not cover.
+
+A live iteration is more than its forwards: the engine samples and verifies, commits the
+cache, appends tokens per sequence, and the serving loop admits and books requests. On a
+CPU with tiny models that host work is a large share of a step, and it grows with the
+number of sequences. This module measures it as a profile quantity of its own, from the
+engine's own per-step timers on *calibration* runs (their own seed and workload, never the
+runs a validation is scored on), and fits the simulator's overhead terms:
+
+- engine: ``serving.step_overhead_ms + serving.step_overhead_per_seq_ms × B`` from plain
+  decoding steps, where the host part of a step is ``total − verify − prefill`` (engine
+  timers) plus the driver's time between steps;
+- per drafter: ``step_overhead_ms + step_overhead_per_seq_ms × B`` (DrafterSpec fields)
+  from its speculative steps, as the host part of the step minus the engine's fitted
+  overhead, plus the drafting time the drafter's forwards do not explain
+  (``draft_ms`` − the drafter's profiled passes; all of ``draft_ms`` for n-grams, which
+  run no model).
+
+Each fit is a least-squares line over the per-batch-size medians of decode-only steps
+(steps with a prefill are excluded: their host work is booked with the prefill), clipped
+at zero. Units: milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from spectune.simulator.latency import LatencyModel
+from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
+
+from .serve import StepLog
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """``base_ms + per_seq_ms × batch`` with its fit quality."""
+
+    base_ms: float
+    per_seq_ms: float
+    steps: int
+    rmse_ms: float
+
+    def at(self, batch: np.ndarray | float) -> np.ndarray | float:
+        return self.base_ms + self.per_seq_ms * batch
+
+
+def fit_line(batch: np.ndarray, ms: np.ndarray) -> LineFit:
+    """Least squares over per-batch medians (one batch size: a constant), clipped at 0."""
+    sizes = np.unique(batch)
+    med = np.array([np.median(ms[batch == b]) for b in sizes])
+    if sizes.size >= 2:
+        slope, icpt = np.polyfit(sizes.astype(float), med, 1)
+    else:
+        slope, icpt = 0.0, float(med[0]) if med.size else 0.0
+    slope = max(float(slope), 0.0)
+    if slope == 0.0 and sizes.size:
+        icpt = float(np.mean(med))
+    icpt = max(float(icpt), 0.0)
+    resid = med - (icpt + slope * sizes) if sizes.size else np.zeros(0)
+    rmse = float(np.sqrt(np.mean(resid**2))) if resid.size else 0.0
+    return LineFit(icpt, slope, int(batch.size), rmse)
+
+
+@dataclass
+class OverheadProfile:
+    """Fitted host overheads: the engine's and each drafter's extra."""
+
+    engine: LineFit
+    drafters: dict[str, LineFit] = field(default_factory=dict)
+    how: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        def line(f: LineFit) -> dict[str, Any]:
+            return {
+                "step_overhead_ms": round(f.base_ms, 4),
+                "step_overhead_per_seq_ms": round(f.per_seq_ms, 4),
+                "steps": f.steps,
+                "rmse_ms": round(f.rmse_ms, 4),
+            }
+
+        return {
+            "engine": line(self.engine),
+            "drafters": {n: line(f) for n, f in self.drafters.items()},
+            "how": self.how,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OverheadProfile:
+        def line(x: dict[str, Any]) -> LineFit:
+            return LineFit(
+                x["step_overhead_ms"], x["step_overhead_per_seq_ms"], x["steps"], x["rmse_ms"]
+            )
+
+        return cls(
+            line(d["engine"]), {n: line(x) for n, x in d["drafters"].items()}, d.get("how", "")
+        )
+
+    def apply(self, rs: ResolvedScenario) -> ResolvedScenario:
+        """``rs`` with these overheads in ``serving`` and in each fitted drafter's spec."""
+        out = rs.with_serving(
+            step_overhead_ms=self.engine.base_ms,
+            step_overhead_per_seq_ms=self.engine.per_seq_ms,
+        )
+        drafters = dict(out.drafters)
+        for name, f in self.drafters.items():
+            rd = drafters[name]
+            spec = rd.spec.model_copy(
+                update={"step_overhead_ms": f.base_ms, "step_overhead_per_seq_ms": f.per_seq_ms}
+            )
+            drafters[name] = ResolvedDrafter(
+                spec=spec, acceptance=rd.acceptance, latency=rd.latency
+            )
+        sc = out.scenario.model_copy(
+            update={"drafters": [drafters[d.name].spec for d in out.scenario.drafters]}
+        )
+        return ResolvedScenario(
+            scenario=sc,
+            source=out.source,
+            target=out.target,
+            drafters=drafters,
+            trace_path=out.trace_path,
+            kv_cache_tokens=out.kv_cache_tokens,
+        )
+
+
+def decode_steps(log: StepLog) -> dict[str, np.ndarray]:
+    """The decode-only steps (a decode batch, no prefill) of a step log."""
+    a = log.arrays()
+    sel = (a["batch"] > 0) & (a["prefills"] == 0)
+    return {k: v[sel] for k, v in a.items()}
+
+
+def host_ms(s: dict[str, np.ndarray]) -> np.ndarray:
+    """Host part of each step: engine time outside draft and verify, plus driver time."""
+    return s["total_ms"] - s["draft_ms"] - s["verify_ms"] - s["prefill_ms"] + s["driver_ms"]
+
+
+def draft_forward_ms(
+    rd: ResolvedDrafter,
+    rs: ResolvedScenario,
+    s: dict[str, np.ndarray],
+    nodes_levels: tuple[int, ...],
+) -> np.ndarray:
+    """What the drafter's profiled passes explain of each step's ``draft_ms``."""
+    kind = rd.spec.kind
+    if kind == "ngram":
+        return np.zeros_like(s["draft_ms"])
+    if kind == "self":
+        model = LatencyModel.from_profile(rs.target)
+        scale = (rd.spec.self_layers or 0) / rs.target.model.layers
+    else:
+        assert rd.latency is not None
+        model = LatencyModel.from_profile(rd.latency)
+        scale = 1.0
+    out = np.zeros_like(s["draft_ms"])
+    for i, (b, ctx) in enumerate(zip(s["batch"].tolist(), s["context"].tolist(), strict=True)):
+        offset = 0
+        for q in nodes_levels:
+            out[i] += model.forward_ms(int(b), int(q), ctx + offset)
+            offset += q
+    return scale * out
+
+
+def fit_overheads(
+    plain: list[StepLog],
+    spec: dict[str, list[tuple[StepLog, tuple[int, ...]]]],
+    rs: ResolvedScenario,
+    how: str = "",
+) -> OverheadProfile:
+    """Fit the engine's and each drafter's overhead (module docstring).
+
+    Args:
+        plain: step logs of plain-decoding calibration runs.
+        spec: per drafter name, step logs of its calibration runs with the query tokens of
+            each draft pass (chain of k: ``(1,) * k``).
+        rs: the scenario (drafters' kinds and latency profiles).
+        how: provenance text.
+    """
+    steps = [decode_steps(s) for s in plain]
+    batch = np.concatenate([s["batch"] for s in steps])
+    engine = fit_line(batch, np.concatenate([host_ms(s) for s in steps]))
+    drafters: dict[str, LineFit] = {}
+    for name, runs in spec.items():
+        rd = rs.drafters[name]
+        bs, extra = [], []
+        for log, levels in runs:
+            s = decode_steps(log)
+            unexplained = s["draft_ms"] - draft_forward_ms(rd, rs, s, levels)
+            extra.append(host_ms(s) - engine.at(s["batch"]) + unexplained)
+            bs.append(s["batch"])
+        drafters[name] = fit_line(np.concatenate(bs), np.concatenate(extra))
+    return OverheadProfile(engine, drafters, how)
