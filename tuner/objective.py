@@ -39,7 +39,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,6 +259,51 @@ class Evaluator:
         if memo_ok:
             self.memo[key] = ev
         return ev
+
+    def evaluate_many(self, configs: list[Config], workers: int = 1) -> list[Evaluation]:
+        """Evaluate several configs (memoised), the uncached ones in ``workers`` forked
+        processes when there are two or more (simulations are independent pure calls).
+
+        Returns:
+            The evaluations, in the order of ``configs``.
+        """
+        todo: dict[str, Config] = {}
+        for c in configs:
+            key = self.key(c)
+            if key not in self.memo and key not in todo:
+                todo[key] = c
+        n = min(workers, len(todo))
+        if n >= 2 and "fork" in multiprocessing.get_all_start_methods():
+            global _POOL_EVALUATOR
+            _POOL_EVALUATOR = self
+            ctx = multiprocessing.get_context("fork")
+            try:
+                with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+                    for ev in pool.map(_pool_evaluate, list(todo.values())):
+                        self.memo[ev.key] = ev
+                        self.n_simulations += 1
+                        self.sim_seconds += ev.sim_s
+            finally:
+                _POOL_EVALUATOR = None
+        return [self.evaluate(c) for c in configs]
+
+
+_POOL_EVALUATOR: Evaluator | None = None
+
+
+def _pool_evaluate(config: Config) -> Evaluation:
+    """Run in a forked worker: the parent's evaluator is inherited, not pickled."""
+    assert _POOL_EVALUATOR is not None
+    return _POOL_EVALUATOR.evaluate(config)
+
+
+def default_workers() -> int:
+    """Processes for batches of final simulations: the CPUs this process may use, <= 4."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
 
 
 class Screen:

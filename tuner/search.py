@@ -4,12 +4,14 @@
    (default 600 — a prefix keeps the trace's real arrival pattern; about 0.1 s per
    simulation on the shipped Azure example). TPE (default), NSGA-II (``--pareto``) or
    the whole grid (``--exhaustive``), in an Optuna study (see :mod:`.study`).
-   TPE is warm-started with the closed-form layer's pick per drafter (the best k of the
-   DES's step-cost model at the batch size plain decoding runs at), enqueued once.
+   TPE is warm-started with plain decoding and the closed-form layer's top few configs
+   (the DES's step-cost model at the batch size plain decoding runs at; see
+   :func:`warm_start`), enqueued once when the study is new.
 2. Re-simulate at *final fidelity* (the whole workload by default): the top
    ``top_n`` configurations of the search, plain decoding, a common engine default
-   (k = 5 chain, the value in vLLM's and SGLang's docs examples) on the pick's drafter and
-   the scenario's own ``spec``. The best at final fidelity is the recommendation.
+   (k = 5 chain, the value in vLLM's and SGLang's docs examples) on the search's top
+   drafter and the scenario's own ``spec``, as one batch of simulations run in parallel
+   processes (fork) where CPUs allow. The best at final fidelity is the recommendation.
 3. Confidence band: the final top configurations are re-run ``band_samples`` times at
    search fidelity, each with another seed (arrivals/lengths/acceptance draws) and a
    resampled acceptance level (one logit shift per drafter, N(0, 0.15²), ~±3 points at
@@ -48,6 +50,7 @@ from .objective import (
     Evaluator,
     Screen,
     TrialObjective,
+    default_workers,
     evaluation_from_attrs,
     rank,
     resolve_objective,
@@ -69,13 +72,15 @@ class SearchSettings:
     trials: int | None = None
     exhaustive: bool = False
     pareto: bool = False
-    seed: int | None = None
+    seed: int | None = None  # simulator seed (and sampler seed unless sampler_seed is set)
+    sampler_seed: int | None = None
     storage: str | None = None
     study_name: str | None = None
     search_requests: int | None = None
     final_requests: int | None = None  # None = the whole workload
     top_n: int = 2
     band_samples: int = 4
+    workers: int | None = None  # processes for the final simulations (default: CPUs, <= 4)
     screen: bool = True
     progress: bool | None = None
 
@@ -140,21 +145,42 @@ def spec_config(rs: ResolvedScenario) -> Config | None:
     return Config(spec.drafter, spec.num_spec_tokens).normalized()
 
 
-def _warm_start(
-    rs: ResolvedScenario, dims: SearchDims, plain: Evaluation, seed: int
+def warm_start(
+    rs: ResolvedScenario,
+    dims: SearchDims,
+    configs: list[Config],
+    plain: Evaluation,
+    evaluator: Evaluator,
+    k: int,
+    seed: int = 0,
 ) -> list[Config]:
-    """The closed-form pick per drafter: best chain k at plain decoding's mean batch."""
-    if not dims.chain_ks:
-        return []
+    """The closed-form layer's top ``k`` configs, to enqueue before TPE samples.
+
+    Every grid config is priced with the DES's step-cost model at the batch size plain
+    decoding ran at (:class:`StepCosts`, decode tokens per second per sequence at that
+    batch — the same order as TPOT at a fixed batch); the ``k`` best distinct effective
+    configs (trees that come out identical count once) come first, at the scenario's own
+    max_num_seqs. Queueing and tails are not in the model, which is why TPE goes on.
+    """
     costs = StepCosts.from_scenario(rs, seed)
     batch = max(1, round(float(plain.metrics.get("mean_batch_size") or 1.0)))
-    picks = []
-    for d in dims.searched_drafters():
-        if d == NONE or "chain" not in dims.shapes(d):
+    own = rs.scenario.serving.max_num_seqs
+    cap = (
+        None
+        if not dims.max_num_seqs
+        else (own if own in dims.max_num_seqs else max(dims.max_num_seqs))
+    )
+    scored: dict[str, tuple[float, Config]] = {}
+    for c in configs:
+        if not c.speculates:
             continue
-        thr = [costs.throughput_tok_per_s(batch, d, k) for k in dims.chain_ks]
-        picks.append(Config(d, dims.chain_ks[int(np.argmax(thr))]))
-    return picks
+        c = Config(c.drafter, c.num_spec_tokens, c.tree_budget, c.tree_depth, cap)
+        key = evaluator.key(c)
+        if key not in scored:
+            thr = costs.throughput_tok_per_s(batch, c.drafter, c.num_spec_tokens, evaluator.tree(c))
+            scored[key] = (thr, c)
+    ranked = sorted(scored.values(), key=lambda t: -t[0])
+    return [c for _, c in ranked[:k]]
 
 
 def resample_acceptance(rs: ResolvedScenario, rng: np.random.Generator) -> ResolvedScenario:
@@ -177,13 +203,13 @@ def resample_acceptance(rs: ResolvedScenario, rng: np.random.Generator) -> Resol
     return dataclasses.replace(rs, drafters=drafters)
 
 
-def _open(rs, s, objective, search_n, seed, kind, n_trials):
+def _open(rs, s, objective, search_n, seed, sampler_seed, kind, n_trials):
     st.quiet_optuna()
     storage = st.make_storage(s.storage)
     name = s.study_name or f"{Path(rs.source.split(' ')[0]).stem}-{objective}-{kind}"
     directions = PARETO_DIRECTIONS if s.pareto else (DIRECTIONS[objective],)
     fp = fingerprint(rs, "pareto" if s.pareto else objective, search_n, seed)
-    sampler = st.make_sampler(kind, seed, n_trials)
+    sampler = st.make_sampler(kind, sampler_seed, n_trials)
     return st.open_study(name, storage, directions, sampler, fp), name
 
 
@@ -212,36 +238,45 @@ def pareto_front(evals: list[Evaluation]) -> list[Evaluation]:
     return sorted(front, key=lambda e: -e.value("throughput"))
 
 
-def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) -> SearchOutcome:
-    """Search, re-simulate the finalists, band the pick (see the module docstring).
+@dataclass
+class Stage:
+    """The search stage's state (what :func:`search_stage` returns)."""
+
+    dims: SearchDims
+    objective: str
+    seed: int
+    total: int
+    search_n: int
+    configs: list[Config]
+    evaluator: Evaluator
+    study: optuna.Study
+    study_name: str
+    plain: Evaluation
+    evals: list[Evaluation]
+    pruned: int
+
+
+def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) -> Stage:
+    """Step 1 of the pipeline: the study at search fidelity (module docstring).
 
     Raises:
         InputError: empty search space, unknown objective, bad storage.
-        NoFeasibleConfig: no configuration meets the SLOs.
     """
-    t0 = time.perf_counter()
     dims = SearchDims.from_scenario(rs)
     objective = resolve_objective(s.objective, rs)
     seed = rs.scenario.seed if s.seed is None else s.seed
     total = total_requests(rs)
     search_n = min(total, s.search_requests or DEFAULT_SEARCH_REQUESTS)
-    final_n = min(total, s.final_requests or total)
     search = Evaluator(
         rs, seed=seed, num_requests=search_n if search_n < total else None, simulate=simulate
-    )
-    final = (
-        search
-        if final_n == search_n
-        else Evaluator(
-            rs, seed=seed, num_requests=final_n if final_n < total else None, simulate=simulate
-        )
     )
     configs = grid(dims)
     n_trials = s.trials or min(len(configs), DEFAULT_TRIALS)
     plain = search.evaluate(Config())
 
     kind = "grid" if s.exhaustive else "nsga2" if s.pareto else "tpe"
-    study, name = _open(rs, s, objective, search_n, seed, kind, n_trials)
+    sampler_seed = seed if s.sampler_seed is None else s.sampler_seed
+    study, name = _open(rs, s, objective, search_n, seed, sampler_seed, kind, n_trials)
     screen = None
     if s.screen and not (s.exhaustive or s.pareto):
         screen = Screen(
@@ -257,13 +292,46 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
         )
     else:
         if not study.get_trials(deepcopy=False) and not s.pareto:
-            warm = [Config(), *_warm_start(rs, dims, plain, seed)]
+            k = max(3, min(8, n_trials // 4))
+            warm = [Config(), *warm_start(rs, dims, configs, plain, search, k, seed)]
             st.enqueue_missing(study, [config_params(c, dims) for c in warm])
         st.run(study, trial_obj, n_trials, progress=s.progress)
-
     evals, pruned = _collect(study)
-    if not evals:
-        evals = [plain]
+    return Stage(
+        dims,
+        objective,
+        seed,
+        total,
+        search_n,
+        configs,
+        search,
+        study,
+        name,
+        plain,
+        evals or [plain],
+        pruned,
+    )
+
+
+def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) -> SearchOutcome:
+    """Search, re-simulate the finalists, band the pick (see the module docstring).
+
+    Raises:
+        InputError: empty search space, unknown objective, bad storage.
+        NoFeasibleConfig: no configuration meets the SLOs.
+    """
+    t0 = time.perf_counter()
+    stage = search_stage(rs, s, simulate)
+    dims, objective, seed, search = stage.dims, stage.objective, stage.seed, stage.evaluator
+    total, search_n, evals = stage.total, stage.search_n, stage.evals
+    final_n = min(total, s.final_requests or total)
+    final = (
+        search
+        if final_n == search_n
+        else Evaluator(
+            rs, seed=seed, num_requests=final_n if final_n < total else None, simulate=simulate
+        )
+    )
     ranked = rank(evals, objective)
     front = pareto_front(evals) if s.pareto else []
 
@@ -275,22 +343,29 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
             finalists_cfg.append(e.config)
         if len(finalists_cfg) >= s.top_n:
             break
-    plain_final = final.evaluate(Config())
-    finalists = rank([final.evaluate(c) for c in finalists_cfg] + [plain_final], objective)
-    best = finalists[0]
-    defaults: dict[str, Evaluation] = {}
+    # The k=5 default goes on the search's top drafter, so every final simulation is
+    # known up front and runs as one batch (in parallel where CPUs allow).
+    top = ranked[0].config
     ref_drafter = (
-        best.config.drafter
-        if best.config.speculates
+        top.drafter
+        if top.speculates
         else next((d for d in dims.searched_drafters() if d != NONE), None)
     )
+    extra: dict[str, Config] = {}
     if ref_drafter is not None:
-        defaults[f"k={ENGINE_DEFAULT_K} chain (engine docs' default)"] = final.evaluate(
-            Config(ref_drafter, ENGINE_DEFAULT_K)
+        extra[f"k={ENGINE_DEFAULT_K} chain (engine docs' default)"] = Config(
+            ref_drafter, ENGINE_DEFAULT_K
         )
     own = spec_config(rs)
     if own is not None and own.speculates:
-        defaults[f"scenario spec ({own.label()})"] = final.evaluate(own)
+        extra[f"scenario spec ({own.label()})"] = own
+    batch = [Config(), *finalists_cfg, *extra.values()]
+    workers = s.workers if s.workers is not None else default_workers()
+    done = final.evaluate_many(batch, workers)
+    plain_final = done[0]
+    finalists = rank([*done[1 : 1 + len(finalists_cfg)], plain_final], objective)
+    best = finalists[0]
+    defaults = dict(zip(extra, done[1 + len(finalists_cfg) :], strict=True))
 
     band = confidence_band(rs, finalists, objective, search, seed, s.band_samples)
     outcome = SearchOutcome(
@@ -303,13 +378,13 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
         searched=ranked,
         pareto_front=front,
         band=band,
-        grid_size=len(configs),
-        trials=st.count_finished(study),
+        grid_size=len(stage.configs),
+        trials=st.count_finished(stage.study),
         simulations=search.n_simulations + (final.n_simulations if final is not search else 0),
-        pruned=pruned,
+        pruned=stage.pruned,
         search_requests=search_n,
         final_requests=final_n,
-        study_name=name,
+        study_name=stage.study_name,
         storage=s.storage,
         wall_s=time.perf_counter() - t0,
         evaluator=final,
