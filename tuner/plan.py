@@ -115,7 +115,7 @@ class Planner:
         self.requests = requests
         self.seed = rs.scenario.seed if seed is None else seed
         self.dims = SearchDims.from_scenario(rs)
-        self.objective = resolve_objective(objective, rs.with_workload(mode="open"))
+        self.objective = resolve_objective(objective, self.scenario_at(1.0))
         self.costs = StepCosts.from_scenario(rs, self.seed)
         self._simulate = simulate
         self.cache: dict[float, RatePoint] = {}

@@ -92,3 +92,17 @@ def test_bad_input_exit_2(
 def test_planner_needs_slo(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="SLOs"):
         Planner(load_scenario(write_tiny(tmp_path, {"slo": {}})))
+
+
+def test_closed_loop_scenario_is_planned_as_poisson(tmp_path: Path) -> None:
+    wl = {
+        "mode": "closed",
+        "concurrency": 8,
+        "num_requests": 80,
+        "prompt_tokens": {"dist": "constant", "value": 100},
+        "output_tokens": {"dist": "constant", "value": 50},
+    }
+    scen = write_tiny(tmp_path, {"workload": wl, "slo": {"tpot_s": 0.008}})
+    res = plan(load_scenario(scen, FAST), requests=80, iterations=2, sweep=2)
+    assert res.objective == "latency"  # ranked as an open-loop (Poisson) workload
+    assert res.max_rate_sd >= res.max_rate_plain > 0

@@ -328,8 +328,8 @@ def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: boo
     )
     pv, bv = out.plain.value(obj), out.best.value(obj)
     if pv and math.isfinite(pv) and math.isfinite(bv) and out.best.config.speculates:
-        ratio = bv / pv
-        lines.append(f"vs plain decoding: {obj} x{ratio:.3f}")
+        metric = {"throughput": "throughput", "goodput": "goodput", "latency": "p99 TPOT"}[obj]
+        lines.append(f"vs plain decoding: {metric} x{bv / pv:.3f}")
     b = out.band
     if b:
         line = (
