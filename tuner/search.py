@@ -273,6 +273,8 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
             st.enqueue_missing(study, [config_params(c, dims) for c in warm])
         st.run(study, trial_obj, n_trials, progress=s.progress)
     evals, pruned = _collect(study)
+    for e in evals:  # trials from earlier runs / other workers: same scenario and fidelity
+        search.remember(e)
     return Stage(
         dims,
         objective,

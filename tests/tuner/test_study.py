@@ -199,3 +199,16 @@ def test_two_workers_share_one_journal(tmp_path: Path) -> None:
     # MaxTrialsCallback stops both at the total; a race can add at most one per other worker
     assert n_trials <= len(finished) <= n_trials + 1
     assert all(t.state in FINISHED for t in trials)
+
+
+def test_exhaustive_resume_reuses_the_stored_grid(tmp_path: Path) -> None:
+    scen = write_tiny(tmp_path, {"slo": {}})
+    journal = str(tmp_path / "grid.log")
+    s = SearchSettings(exhaustive=True, storage=journal, study_name="g", band_samples=0)
+    first = run_search(load_scenario(scen), s)
+    again = run_search(load_scenario(scen), s)
+    assert first.trials == again.trials == first.grid_size
+    # the second run found every grid point finished: only plain decoding (the
+    # baseline, simulated before the study opens) ran again
+    assert again.simulations == 1
+    assert len(load(Path(journal), "g").trials) == first.grid_size

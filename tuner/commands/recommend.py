@@ -20,7 +20,7 @@ from ..export import ENGINES, SpecChoice, emit
 from ..objective import Evaluation
 from ..output import add_scenario_args, print_json, table
 from ..schedule import Schedule, StepCosts, best_k_schedule
-from ..search import NoFeasibleConfig, SearchOutcome, SearchSettings, run_search
+from ..search import NoFeasibleConfig, SearchOutcome, SearchSettings, pareto_front, run_search
 from ..space import SearchDims
 
 EPILOG = """\
@@ -195,7 +195,8 @@ def report(rs: Any, out: SearchOutcome, args: argparse.Namespace, *, feasible: b
     if args.plot:
         from ..plots import plot_recommend
 
-        plot_recommend(out.searched, _obj(out), out.pareto_front, args.plot)
+        front = out.pareto_front or pareto_front(out.searched)
+        plot_recommend(out.searched, _obj(out), front, args.plot)
     if args.json:
         print_json(to_json(rs, out, schedule, engine, feasible))
         return
