@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import warnings
@@ -70,6 +71,8 @@ def make_storage(url: str | None) -> optuna.storages.BaseStorage | None:
 
     try:
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except json.JSONDecodeError:
+        raise InputError(f"{path} is not an Optuna journal file", source="--storage") from None
     except (OSError, ValueError) as e:
         raise InputError(f"cannot open journal file {path}: {e}", source="--storage") from None
 
@@ -154,6 +157,8 @@ def open_study(
             sampler=sampler,
             load_if_exists=True,
         )
+    except json.JSONDecodeError as e:
+        raise InputError(f"not an Optuna journal file ({e})", source="--storage") from None
     except ValueError as e:  # e.g. directions differ from the stored study
         raise InputError(f"study '{name}': {e}", source="--storage") from None
     stored = study.user_attrs.get(FINGERPRINT_ATTR)
