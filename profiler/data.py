@@ -240,9 +240,7 @@ def tokenize_prompts(
     return out
 
 
-def heldout_snippets(
-    corpus: Corpus, n: int = 32, max_bytes: int = 320, seed: int = 0
-) -> list[str]:
+def heldout_snippets(corpus: Corpus, n: int = 32, max_bytes: int = 320, seed: int = 0) -> list[str]:
     """``n`` held-out code snippets that start at a ``def`` or ``class`` line and end at a
     line end within ``max_bytes`` (prompts the demo models never trained on).
 

@@ -181,6 +181,8 @@ class PartialLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"header": header}) + "\n")
         self._fh = path.open("a")
+        if path.read_bytes()[-1:] != b"\n":  # a kill cut the last line: start a fresh one
+            self._fh.write("\n")
 
     def _read(self) -> None:
         lines = self.path.read_text().splitlines()

@@ -88,7 +88,7 @@ def _llama(
 TARGET_RECIPE = TrainRecipe(
     name=TARGET_NAME,
     model=_llama(hidden=256, layers=6, heads=4, kv_heads=2, intermediate=768),
-    steps=2000,
+    steps=1000,
     batch=32,
     seq_len=256,
     lr=2e-3,
@@ -99,7 +99,7 @@ TARGET_RECIPE = TrainRecipe(
 DRAFTER_RECIPE = TrainRecipe(
     name=DRAFTER_NAME,
     model=_llama(hidden=192, layers=2, heads=3, kv_heads=1, intermediate=512),
-    steps=800,
+    steps=400,
     batch=32,
     seq_len=256,
     lr=3e-3,
@@ -217,14 +217,18 @@ def heldout_prompts(corpus: Corpus, n: int = 8, prompt_bytes: int = 96) -> list[
 
 @torch.no_grad()
 def greedy_bytes(model: torch.nn.Module, prompt: bytes, new_tokens: int) -> list[int]:
-    """Greedy continuation without a cache (the full context is re-run each step)."""
+    """Greedy continuation of ``prompt`` (KV-cached decoding)."""
+    from .model import KVCache
+
+    cache = KVCache(model.config, 1, len(prompt) + new_tokens, dtype=torch.float32)
     ids = torch.tensor([list(prompt)], dtype=torch.long)
     out: list[int] = []
     for _ in range(new_tokens):
-        logits = logits_of(model, ids)[0, -1]
+        logits = model(ids, cache, last_only=True)[0, -1]
+        cache.commit(num_tokens=ids.shape[1])
         nxt = int(torch.argmax(logits))
         out.append(nxt)
-        ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+        ids = torch.tensor([[nxt]])
     return out
 
 
@@ -250,6 +254,8 @@ def train_model(
     teacher: torch.nn.Module | None = None,
     save_every_s: float = 180.0,
     log: Callable[[str], None] = print,
+    evaluate: bool = True,
+    stop_after: int | None = None,
 ) -> tuple[torch.nn.Module, TrainReport]:
     """Train one model from its recipe, resuming from the work folder's state if present.
 
@@ -260,6 +266,9 @@ def train_model(
         teacher: the model to distill from when ``recipe.distill_from`` is set.
         save_every_s: wall seconds between state saves.
         log: where progress lines go.
+        evaluate: measure held-out loss and the loop metric at the end.
+        stop_after: save and stop after this many steps of this call (an interruption;
+            tests use it to check that resuming gives the same model).
 
     Returns:
         The trained fp32 model and its report.
@@ -311,14 +320,19 @@ def train_model(
             )
         if done % 400 == 0 and done < recipe.steps:
             log(f"[{recipe.name}] heldout loss {heldout_loss(model, corpus):.4f} nats/byte")
-        if now - last_save > save_every_s or done == recipe.steps:
+        interrupted = stop_after is not None and done - start >= stop_after
+        if now - last_save > save_every_s or done == recipe.steps or interrupted:
             save(done)
             last_save = time.monotonic()
             t_prev = last_save  # saving time is not training time
+        if interrupted:
+            break
 
     report = TrainReport(recipe=dataclasses.asdict(recipe), recipe_digest=recipe.digest())
     report.train_seconds = round(elapsed_s, 1)
     report.tokens_seen = recipe.steps * recipe.batch * recipe.seq_len
+    if not evaluate:
+        return model, report
     report.heldout_loss_nats = round(heldout_loss(model, corpus), 4)
     report.heldout_bits_per_byte = round(report.heldout_loss_nats / math.log(2), 4)
     mean_frac, min_frac, sample = loop_metric(model, corpus)
@@ -404,11 +418,12 @@ def train_demo(
 
 
 def main() -> None:
-    """``python -m spectune.profiler.train [OUT_ROOT]``: train the demo pair into OUT_ROOT."""
+    """``python -m spectune.profiler.train [OUT_ROOT [THREADS]]``: train the demo pair."""
     import sys
 
     out = sys.argv[1] if len(sys.argv) > 1 else "models"
-    train_demo(out, threads=2, log=lambda s: print(s, flush=True))
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    train_demo(out, threads=threads, log=lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":
