@@ -177,7 +177,9 @@ def save_checkpoint(model: DecoderLM, path: str | Path) -> None:
         raise InputError(f"cannot create checkpoint directory: {exc}", root) from None
     dtype_name = str(model.dtype).removeprefix("torch.")
     config = dataclasses.replace(model.config, torch_dtype=dtype_name)
-    state = {n: t.detach().to("cpu").contiguous() for n, t in model.state_dict().items()}
+    # clone: state-dict entries of fused matrices are views sharing memory, which
+    # safetensors refuses to write.
+    state = {n: t.detach().to("cpu").clone() for n, t in model.state_dict().items()}
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)  # safetensors refuses shared tensors; HF omits it
     try:

@@ -11,7 +11,8 @@ Call order for one decoding step (see ``DecoderLM.forward``):
    the target itself): only ``lengths`` changes; stale slots are overwritten later.
 
 Sequences in one batch advance by different amounts; slots past ``lengths[b]`` are never
-attended to. Units: lengths and slots are token counts / indices.
+attended to. ``commit`` and ``truncate`` update ``lengths`` in place, so views made by
+``rows`` stay consistent with their parent. Units: lengths and slots are token counts / indices.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class KVCache:
         batch: number of sequences.
         max_len: slots per sequence (prompt + generated + one step's new tokens).
         device: where the tensors live.
-        dtype: K/V dtype; defaults to the config's ``torch_dtype``.
+        dtype: K/V dtype; must equal the model's weight dtype. Defaults to the config's
+            ``torch_dtype`` (random_model and load_checkpoint set it to the dtype used).
         num_layers: layers to allocate, if fewer than the model's (an early-exit drafter).
     """
 
@@ -73,6 +75,23 @@ class KVCache:
     @property
     def num_layers(self) -> int:
         return self.k.shape[0]
+
+    def rows(self, start: int, stop: int) -> KVCache:
+        """A cache over sequences ``start..stop-1`` that shares this cache's memory.
+
+        Forwards, commits and truncations through the view act on this cache's tensors
+        and ``lengths`` (both update in place), e.g. to prefill a group of new requests
+        or to run a step over only the leading ``n`` sequences of a batch.
+        """
+        if not 0 <= start < stop <= self.batch:
+            raise CacheError(
+                f"rows must satisfy 0 <= start < stop <= {self.batch}, got {start}, {stop}"
+            )
+        view = object.__new__(KVCache)
+        view.k, view.v = self.k[:, start:stop], self.v[:, start:stop]
+        view.lengths = self.lengths[start:stop]
+        view.pending_tokens = 0
+        return view
 
     def reset(self) -> None:
         """Forget every sequence (lengths to 0); no memory is freed or cleared."""

@@ -1,10 +1,13 @@
 """Building blocks of a Llama-family decoder layer: RMSNorm, RoPE, GQA attention, SwiGLU.
 
-Module and parameter names follow Hugging Face transformers (``self_attn.q_proj``,
-``mlp.gate_proj``, ``input_layernorm``...), so a state dict loads from a HF checkpoint
-without renaming. Numerics follow transformers too (RMSNorm and RoPE frequencies in
-float32, then cast back), which keeps fp32 logits within float rounding of
-``LlamaForCausalLM``.
+State-dict names follow Hugging Face transformers (``self_attn.q_proj``, ``mlp.gate_proj``,
+``input_layernorm``...), so a HF checkpoint loads without renaming. Inside, q/k/v and
+gate/up are fused into one ``qkv_proj`` / ``gate_up_proj`` matrix each (one matmul instead
+of three or two: ~15-20% less time per forward for small models, where per-op overhead
+dominates on CPU); :func:`fuse_in_state_dict` splits them in ``state_dict()`` and joins
+them in ``load_state_dict()``. Numerics follow transformers (RoPE frequencies in float32;
+RMSNorm in float32 via ``F.rms_norm``, which rounds bf16 once where transformers rounds
+twice: <= 1 ulp apart), so fp32 logits match ``LlamaForCausalLM`` to float rounding.
 
 Attention reads keys/values as ``[batch, kv_heads, kv_len, head_dim]`` and takes one
 boolean mask ``[batch, 1, rep * q, kv_len]`` (True = may attend) built once per forward by
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm, computed in float32 like transformers' LlamaRMSNorm."""
+    """Root-mean-square norm (the fused ``F.rms_norm`` kernel: one op instead of six)."""
 
     def __init__(self, hidden_size: int, eps: float):
         super().__init__()
@@ -34,10 +37,46 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(dtype)
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+
+def fuse_in_state_dict(module: nn.Module, fused: str, parts: list[tuple[str, int]]) -> None:
+    """Show ``module.<fused>`` (a Linear) as separate Linears in state dicts.
+
+    ``state_dict()`` yields ``<part>.weight`` / ``<part>.bias`` (row slices of the fused
+    tensors, views sharing its memory), in part order, before the module's other entries;
+    ``load_state_dict()`` accepts the parts and concatenates them.
+
+    Args:
+        module: the module owning the fused Linear.
+        fused: its attribute name, e.g. ``qkv_proj``.
+        parts: ``(name, rows)`` of each part in fused order, e.g. ``[("q_proj", 512), ...]``.
+    """
+    names = [name for name, _ in parts]
+    sizes = [rows for _, rows in parts]
+
+    def split(mod, state, prefix, local_metadata):
+        own = [k for k in state if k.startswith(prefix)]
+        entries = {k: state.pop(k) for k in own}
+        for suffix in ("weight", "bias"):
+            tensor = entries.pop(f"{prefix}{fused}.{suffix}", None)
+            if tensor is not None:
+                for name, piece in zip(names, tensor.split(sizes), strict=True):
+                    entries[f"{prefix}{name}.{suffix}"] = piece
+        order = [f"{prefix}{n}.{s}" for n in names for s in ("weight", "bias")]
+        for key in order:  # transformers' order: q.weight, q.bias, k.weight, ...
+            if key in entries:
+                state[key] = entries.pop(key)
+        state.update(entries)
+
+    def join(mod, state, prefix, local_metadata, strict, missing, unexpected, errors):
+        for suffix in ("weight", "bias"):
+            keys = [f"{prefix}{name}.{suffix}" for name in names]
+            if all(k in state for k in keys):
+                state[f"{prefix}{fused}.{suffix}"] = torch.cat([state.pop(k) for k in keys])
+
+    module.register_state_dict_post_hook(split)
+    module.register_load_state_dict_pre_hook(join)
 
 
 def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
@@ -151,10 +190,14 @@ class Attention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = d
-        self.q_proj = nn.Linear(h, self.num_heads * d, bias=config.qkv_bias)
-        self.k_proj = nn.Linear(h, self.num_kv_heads * d, bias=config.qkv_bias)
-        self.v_proj = nn.Linear(h, self.num_kv_heads * d, bias=config.qkv_bias)
-        self.o_proj = nn.Linear(self.num_heads * d, h, bias=config.o_bias)
+        self.q_size, self.kv_size = self.num_heads * d, self.num_kv_heads * d
+        self.qkv_proj = nn.Linear(h, self.q_size + 2 * self.kv_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(self.q_size, h, bias=config.o_bias)
+        fuse_in_state_dict(
+            self,
+            "qkv_proj",
+            [("q_proj", self.q_size), ("k_proj", self.kv_size), ("v_proj", self.kv_size)],
+        )
 
     def forward(
         self,
@@ -165,13 +208,18 @@ class Attention(nn.Module):
         kv: KVAccess | None,
     ) -> torch.Tensor:
         bsz, q, _ = x.shape
-        qs = self.q_proj(x).view(bsz, q, self.num_heads, self.head_dim).transpose(1, 2)
-        ks = self.k_proj(x).view(bsz, q, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        vs = self.v_proj(x).view(bsz, q, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        qs, ks = apply_rope(qs, cos, sin), apply_rope(ks, cos, sin)
+        heads, kv_heads, dim = self.num_heads, self.num_kv_heads, self.head_dim
+        qkv = self.qkv_proj(x)  # [B, q, (heads + 2 kv_heads) * D]
+        split = self.q_size + self.kv_size
+        # RoPE on queries and keys at once: [B, heads + kv_heads, q, D].
+        qk = apply_rope(
+            qkv[..., :split].view(bsz, q, heads + kv_heads, dim).transpose(1, 2), cos, sin
+        )
+        qs, ks = qk[:, :heads], qk[:, heads:]
+        vs = qkv[..., split:].view(bsz, q, kv_heads, dim).transpose(1, 2)
         if kv is not None:
             ks, vs = kv.keys_values(ks, vs)
-        rep = self.num_heads // self.num_kv_heads
+        rep = heads // kv_heads
         if mask is None:  # training / plain causal forward
             out = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, enable_gqa=rep > 1)
         else:
@@ -179,10 +227,10 @@ class Attention(nn.Module):
             # rep * q, D]: K/V are read once, without repeat_interleave copies; measured
             # 1-8x faster than enable_gqa or repeated K/V on CPU for decode shapes. The mask
             # arrives folded the same way (see fold_mask).
-            qf = qs.reshape(bsz, self.num_kv_heads, rep * q, self.head_dim)
+            qf = qs.reshape(bsz, kv_heads, rep * q, dim)
             out = F.scaled_dot_product_attention(qf, ks, vs, attn_mask=mask)
-            out = out.view(bsz, self.num_heads, q, self.head_dim)
-        return self.o_proj(out.transpose(1, 2).reshape(bsz, q, self.num_heads * self.head_dim))
+            out = out.view(bsz, heads, q, dim)
+        return self.o_proj(out.transpose(1, 2).reshape(bsz, q, heads * dim))
 
 
 class MLP(nn.Module):
@@ -191,12 +239,14 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         h, i = config.hidden_size, config.intermediate_size
-        self.gate_proj = nn.Linear(h, i, bias=config.mlp_bias)
-        self.up_proj = nn.Linear(h, i, bias=config.mlp_bias)
+        self.intermediate_size = i
+        self.gate_up_proj = nn.Linear(h, 2 * i, bias=config.mlp_bias)
         self.down_proj = nn.Linear(i, h, bias=config.mlp_bias)
+        fuse_in_state_dict(self, "gate_up_proj", [("gate_proj", i), ("up_proj", i)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -242,10 +292,9 @@ class KVAccess:
         if self.write:
             # index_put, not scatter_: scatter_ measured ~1000x slower for bfloat16 on CPU.
             rows, slots = self.index
-            self.k[rows, :, slots] = ks.transpose(1, 2).to(self.k.dtype)
-            self.v[rows, :, slots] = vs.transpose(1, 2).to(self.v.dtype)
-            k_all, v_all = self.k[:, :, : self.kv_len], self.v[:, :, : self.kv_len]
-            return k_all.to(ks.dtype), v_all.to(vs.dtype)  # no-op when dtypes agree
-        k_all = torch.cat((self.k[:, :, : self.past_len].to(ks.dtype), ks), dim=2)
-        v_all = torch.cat((self.v[:, :, : self.past_len].to(vs.dtype), vs), dim=2)
+            self.k[rows, :, slots] = ks.transpose(1, 2)
+            self.v[rows, :, slots] = vs.transpose(1, 2)
+            return self.k[:, :, : self.kv_len], self.v[:, :, : self.kv_len]
+        k_all = torch.cat((self.k[:, :, : self.past_len], ks), dim=2)
+        v_all = torch.cat((self.v[:, :, : self.past_len], vs), dim=2)
         return k_all, v_all

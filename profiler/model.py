@@ -150,6 +150,11 @@ class DecoderLM(nn.Module):
                 raise CacheError(f"cache batch is {cache.batch}, input batch is {bsz}")
             if cache.num_layers < n_layers:
                 raise CacheError(f"cache has {cache.num_layers} layers, forward needs {n_layers}")
+            if cache.k.dtype != self.dtype:
+                raise CacheError(
+                    f"cache dtype {cache.k.dtype} differs from the model's "
+                    f"{self.dtype}: build KVCache(..., dtype=model.dtype)"
+                )
         if tree_mask is not None:
             if tree_mask.shape not in ((q, q), (bsz, q, q)):
                 raise InputError(
@@ -252,7 +257,7 @@ def random_model(
     """A randomly initialised model, deterministic for a seed.
 
     Weights are N(0, initializer_range) (biases 0, norms 1), drawn in float32 on the CPU in
-    parameter order, so the same seed gives the same model on any device or dtype. Use a
+    state-dict order, so the same seed gives the same model on any device or dtype. Use a
     config with ``tie_word_embeddings=False`` (the default): see the module docstring.
 
     Args:
@@ -272,14 +277,20 @@ def random_model(
     model = model.to_empty(device="cpu")
     model.tie_weights()
     gen = torch.Generator().manual_seed(seed)
+    seen: set[int] = set()
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        # Draw in transformers' tensor order (state-dict views into the fused q/k/v and
+        # gate/up matrices), so a seed's weights do not depend on how layers fuse them.
+        for name, tensor in model.state_dict().items():
+            if tensor.data_ptr() in seen:  # a tied lm_head: drawn with the embeddings
+                continue
+            seen.add(tensor.data_ptr())
             if name.endswith("norm.weight"):
-                param.fill_(1.0)
+                tensor.fill_(1.0)
             elif name.endswith(".bias"):
-                param.zero_()
+                tensor.zero_()
             else:
-                param.normal_(0.0, initializer_range, generator=gen)
+                tensor.normal_(0.0, initializer_range, generator=gen)
     model._inv_freq = rope_inv_freq(config)
     return model.to(device=device, dtype=torch_dtype).eval()
 

@@ -185,6 +185,28 @@ def test_cache_errors(model):
         cache.commit(accepted_slots=[[0, 2, 1], [0]])
     with pytest.raises(InputError, match="num_layers"):
         model(ids_of(2, 1), num_layers=4)
+    with pytest.raises(CacheError, match="cache dtype"):
+        model(ids_of(2, 1), KVCache(TINY, 2, 8, dtype=torch.bfloat16))
+    with pytest.raises(InputError, match="tree_mask must be"):
+        model(ids_of(2, 3), tree_mask=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_rows_view_shares_memory_and_lengths(model):
+    ids = ids_of(3, 6)
+    with torch.inference_mode():
+        full = model(ids)
+        cache = KVCache(TINY, 3, 16)
+        view = cache.rows(1, 3)
+        model(ids[1:, :4], view)  # prefill only sequences 1 and 2
+        view.commit(num_tokens=torch.tensor([4, 2]))
+        assert cache.lengths.tolist() == [0, 4, 2]
+        # The whole batch: sequence 0 starts from scratch, 1 and 2 continue.
+        out = model(torch.stack([ids[0, :2], ids[1, 4:6], ids[2, 2:4]]), cache)
+        assert (out[0] - full[0, :2]).abs().max() < ATOL
+        assert (out[1] - full[1, 4:6]).abs().max() < ATOL
+        assert (out[2] - full[2, 2:4]).abs().max() < ATOL
+    with pytest.raises(CacheError, match="rows"):
+        cache.rows(2, 5)
 
 
 # ------------------------------------------------------------------ tree attention
