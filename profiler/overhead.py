@@ -71,6 +71,8 @@ class OverheadProfile:
     engine: LineFit
     drafters: dict[str, LineFit] = field(default_factory=dict)
     how: str = ""
+    # Not fitted, reported: median of live forward time / the latency profile's figure.
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         def line(f: LineFit) -> dict[str, Any]:
@@ -85,6 +87,7 @@ class OverheadProfile:
             "engine": line(self.engine),
             "drafters": {n: line(f) for n, f in self.drafters.items()},
             "how": self.how,
+            "diagnostics": {k: round(v, 4) for k, v in self.diagnostics.items()},
         }
 
     @classmethod
@@ -95,7 +98,10 @@ class OverheadProfile:
             )
 
         return cls(
-            line(d["engine"]), {n: line(x) for n, x in d["drafters"].items()}, d.get("how", "")
+            line(d["engine"]),
+            {n: line(x) for n, x in d["drafters"].items()},
+            d.get("how", ""),
+            dict(d.get("diagnostics", {})),
         )
 
     def apply(self, rs: ResolvedScenario) -> ResolvedScenario:
@@ -179,17 +185,37 @@ def fit_overheads(
         rs: the scenario (drafters' kinds and latency profiles).
         how: provenance text.
     """
+    target = LatencyModel.from_profile(rs.target)
     steps = [decode_steps(s) for s in plain]
     batch = np.concatenate([s["batch"] for s in steps])
     engine = fit_line(batch, np.concatenate([host_ms(s) for s in steps]))
+    verify_ratio = [verify_ratios(target, s) for s in steps]
+    diag: dict[str, float] = {}
     drafters: dict[str, LineFit] = {}
     for name, runs in spec.items():
         rd = rs.drafters[name]
-        bs, extra = [], []
+        bs, extra, dratio = [], [], []
         for log, levels in runs:
             s = decode_steps(log)
-            unexplained = s["draft_ms"] - draft_forward_ms(rd, rs, s, levels)
-            extra.append(host_ms(s) - engine.at(s["batch"]) + unexplained)
+            explained = draft_forward_ms(rd, rs, s, levels)
+            extra.append(host_ms(s) - engine.at(s["batch"]) + s["draft_ms"] - explained)
             bs.append(s["batch"])
+            verify_ratio.append(verify_ratios(target, s))
+            if rd.spec.kind != "ngram":
+                dratio.append(s["draft_ms"] / np.maximum(explained, 1e-9))
         drafters[name] = fit_line(np.concatenate(bs), np.concatenate(extra))
-    return OverheadProfile(engine, drafters, how)
+        if dratio:
+            diag[f"draft_live_over_profile:{name}"] = float(np.median(np.concatenate(dratio)))
+    diag["verify_live_over_profile"] = float(np.median(np.concatenate(verify_ratio)))
+    return OverheadProfile(engine, drafters, how, diag)
+
+
+def verify_ratios(target: LatencyModel, s: dict[str, np.ndarray]) -> np.ndarray:
+    """Live verify (or decode) forward time / the target profile's figure, per step."""
+    pred = np.array(
+        [
+            target.forward_ms(int(b), int(q), c)
+            for b, q, c in zip(s["batch"], s["query"], s["context"], strict=True)
+        ]
+    )
+    return s["verify_ms"] / np.maximum(pred, 1e-9)

@@ -98,11 +98,11 @@ def run_validation(
     scen = Path(s.scenario)
     rs = load_scenario(scen, list(s.overrides))
     report_dir = Path(s.report_dir) if s.report_dir else Path("validation-report")
-    report_dir.mkdir(parents=True, exist_ok=True)
     models_dir = Path(s.models_dir) if s.models_dir else _default_dir(scen, "models")
     prompts_file = s.prompts or _default_dir(scen, "examples/prompts/stdlib.txt")
     models = load_live_models(rs, models_dir, dtype=rs.target.device.dtype)
     prompts = prompt_source(models, prompts_file, s.seed)
+    report_dir.mkdir(parents=True, exist_ok=True)
     entries = list(s.entries) if s.entries is not None else build_matrix(rs, s.quick)
     repeats = s.repeats or (2 if s.quick else 3)
     trace = Path(s.trace) if s.trace else DEFAULT_TRACE

@@ -133,6 +133,7 @@ def markdown(result: dict[str, Any]) -> str:
         "![predicted vs measured](predicted_vs_measured.png)",
         "",
     ]
+    lines += _error_sources(result)
     t = result.get("tuner")
     if t:
         lines += [
@@ -169,6 +170,46 @@ def markdown(result: dict[str, Any]) -> str:
     if notes:
         lines += ["", "## Notes", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def _error_sources(result: dict[str, Any]) -> list[str]:
+    """Calibrated host overheads, profile-vs-live forward ratios, before/after figures."""
+    ov = result.get("overhead")
+    if not ov:
+        return []
+    u, s = result.get("summary_uncalibrated") or {}, result["summary"]
+    e = ov["engine"]
+    lines = [
+        "## Where the error comes from",
+        "",
+        "Host overhead per iteration, measured by the engine's timers on separate "
+        f"calibration runs ({ov['how']}): engine {e['step_overhead_ms']:.3f} ms + "
+        f"{e['step_overhead_per_seq_ms']:.3f} ms per sequence"
+        + "".join(
+            f"; drafter `{n}` adds {d['step_overhead_ms']:.3f} ms + "
+            f"{d['step_overhead_per_seq_ms']:.3f} ms per sequence"
+            for n, d in ov["drafters"].items()
+        )
+        + ". The simulator prices these (serving.step_overhead_ms / step_overhead_per_seq_ms "
+        "and the drafters' fields) and prefills each prompt as its own forward "
+        "(serving.prefill: separate), as the live engine does.",
+        "",
+        "Live forward time over the latency profile's prediction (median over calibration "
+        "steps; 1.0 = the profile is exact; not fitted): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in ov.get("diagnostics", {}).items())
+        + ".",
+        "",
+        "| figure | uncalibrated (scenario as given) | calibrated |",
+        "|---|---|---|",
+    ]
+    for key, digits in (
+        ("median_abs_pct_error", 1),
+        ("max_abs_pct_error", 1),
+        ("rank_correlation", 3),
+        ("median_abs_pct_error_tpot_p50", 1),
+    ):
+        lines.append(f"| {key} | {_f(u.get(key), digits)} | {_f(s.get(key), digits)} |")
+    return [*lines, ""]
 
 
 def _ms(x: float) -> str:
