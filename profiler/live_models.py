@@ -20,7 +20,7 @@ read a text prompt file; others get random token ids.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectune.simulator.errors import InputError
@@ -29,6 +29,7 @@ from spectune.simulator.scenario import ResolvedScenario
 from .data import read_prompts
 from .demo import LoadedModel, load_model
 from .drafters import Drafter, ModelDrafter, NgramDrafter
+from .model import DecoderLM
 from .serve import PromptSource
 
 NGRAM_MAX_N = 3
@@ -40,6 +41,11 @@ class LiveModels:
 
     target: LoadedModel
     drafters: dict[str, Callable[[], Drafter]]
+    draft_models: dict[str, DecoderLM] = field(default_factory=dict)
+
+    def drafter_model(self, name: str) -> DecoderLM:
+        """The separate draft model of drafter ``name`` (kinds draft_model/heads)."""
+        return self.draft_models[name]
 
     def drafter(self, name: str) -> Drafter | None:
         """A fresh drafter for ``name`` (None for ``none``)."""
@@ -70,7 +76,7 @@ def load_live_models(
     Args:
         rs: the resolved scenario.
         models_dir: folder holding checkpoint directories named after the models.
-        dtype: weights dtype for the live runs (the latency profiles' dtype).
+        dtype: weights dtype for the live runs (bf16/fp16/fp32: the latency profiles').
 
     Returns:
         The models.
@@ -82,6 +88,7 @@ def load_live_models(
     tname = rs.scenario.target.name or rs.target.model.name
     target = load_model(_spec_for(tname, models_dir, rs.source, "target"), dtype=dtype)
     factories: dict[str, Callable[[], Drafter]] = {}
+    draft_models: dict[str, DecoderLM] = {}
     for i, (name, rd) in enumerate(rs.drafters.items()):
         kind = rd.spec.kind
         if kind == "ngram":
@@ -95,12 +102,13 @@ def load_live_models(
             assert rd.latency is not None
             spec = _spec_for(rd.latency.model.name, models_dir, rs.source, f"drafters.{i}")
             dm = load_model(spec, dtype=dtype).model
+            draft_models[name] = dm
             factories[name] = lambda dm=dm: ModelDrafter(dm)
         else:
             raise InputError(
                 f"the live engine has no '{kind}' drafter", source=rs.source, field=f"drafters.{i}"
             )
-    return LiveModels(target, factories)
+    return LiveModels(target, factories, draft_models)
 
 
 def prompt_source(

@@ -116,13 +116,14 @@ class DecoderLM(nn.Module):
                 token j (include the diagonal). None = causal.
             num_layers: run only the first N layers, then the final norm and lm_head.
             write_cache: False leaves the cache untouched (the new K/V are used, not kept).
-            last_only: return logits of the last new token only ([B, 1, vocab]).
+            last_only: return logits of new token q-1 only ([B, 1, vocab]), skipping the
+                lm_head for the others.
         Returns:
             Logits [B, q, vocab] (or [B, 1, vocab]), float32.
         Raises:
             CacheError: cache batch differs from B or the cache has no room for q tokens.
-            InputError: num_layers outside [1, layers], a tree_mask or positions of the
-                wrong shape.
+            InputError: num_layers outside [1, layers], empty input_ids, a tree_mask or
+                positions of the wrong shape.
         """
         if cache is not None and torch.is_grad_enabled():
             # The cache is written in place: cached forwards are inference only (training
@@ -137,14 +138,35 @@ class DecoderLM(nn.Module):
                     write_cache=write_cache,
                     last_only=last_only,
                 )
+        n_layers = self._check(input_ids, cache, positions, tree_mask, num_layers)
+        if tree_mask is not None:
+            tree_mask = tree_mask.to(device=input_ids.device, dtype=torch.bool)
+        positions, mask, accesses = self._plan(
+            input_ids, cache, positions, tree_mask, n_layers, write_cache
+        )
+        x = self.model.embed_tokens(input_ids)
+        if self._inv_freq.device != input_ids.device:
+            self._inv_freq = self._inv_freq.to(input_ids.device)
+        cos, sin = rope_cos_sin(self._inv_freq, positions, x.dtype)
+        for layer, kv in zip(self.model.layers[:n_layers], accesses, strict=True):
+            x = layer(x, cos, sin, mask, kv)
+        x = self.model.norm(x if not last_only else x[:, -1:])
+        return self.lm_head(x).float()
+
+    def _check(self, input_ids, cache, positions, tree_mask, num_layers) -> int:
+        """Validate forward's arguments; return the number of layers to run."""
         cfg = self.config
+        if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            raise InputError(
+                f"input_ids must be [batch, q >= 1], got {list(input_ids.shape)}", field="input_ids"
+            )
         bsz, q = input_ids.shape
         n_layers = cfg.num_hidden_layers if num_layers is None else num_layers
         if not 1 <= n_layers <= cfg.num_hidden_layers:
             raise InputError(
-                f"num_layers must be in [1, {cfg.num_hidden_layers}], got {num_layers}"
+                f"num_layers must be in [1, {cfg.num_hidden_layers}], got {num_layers}",
+                field="num_layers",
             )
-        device = input_ids.device
         if cache is not None:
             if cache.batch != bsz:
                 raise CacheError(f"cache batch is {cache.batch}, input batch is {bsz}")
@@ -155,27 +177,31 @@ class DecoderLM(nn.Module):
                     f"cache dtype {cache.k.dtype} differs from the model's "
                     f"{self.dtype}: build KVCache(..., dtype=model.dtype)"
                 )
-        if tree_mask is not None:
-            if tree_mask.shape not in ((q, q), (bsz, q, q)):
-                raise InputError(
-                    f"tree_mask must be [{q}, {q}] or [{bsz}, {q}, {q}], got "
-                    f"{list(tree_mask.shape)}",
-                    field="tree_mask",
-                )
-            tree_mask = tree_mask.to(device=device, dtype=torch.bool)
+        if tree_mask is not None and tree_mask.shape not in ((q, q), (bsz, q, q)):
+            raise InputError(
+                f"tree_mask must be [{q}, {q}] or [{bsz}, {q}, {q}], got {list(tree_mask.shape)}",
+                field="tree_mask",
+            )
         if positions is not None and positions.shape != (bsz, q):
             raise InputError(
                 f"positions must be [{bsz}, {q}], got {list(positions.shape)}", field="positions"
             )
+        return n_layers
+
+    def _plan(self, input_ids, cache, positions, tree_mask, n_layers, write_cache):
+        """Positions [B, q], the folded attention mask (or None) and per-layer KV access."""
+        cfg = self.config
+        bsz, q = input_ids.shape
+        device = input_ids.device
         if positions is None:
             if tree_mask is None:
                 rel = torch.arange(q, device=device).expand(bsz, q)
             else:
-                rel = (tree_mask.sum(-1) - 1).expand(bsz, q)
-            base = cache.lengths[:, None] if cache is not None else 0
-            positions = rel + base
+                rel = (tree_mask.sum(-1) - 1).expand(bsz, q)  # depth - 1 in the tree
+            positions = rel + cache.lengths[:, None] if cache is not None else rel
         mask, accesses = None, [None] * n_layers
         if cache is None:
+            # Plain causal attention needs no mask (SDPA's is_causal path).
             if tree_mask is not None or cfg.sliding_window is not None:
                 zeros = torch.zeros(bsz, dtype=torch.long, device=device)
                 mask = attention_mask(zeros, zeros, q, tree_mask, q, positions, cfg.sliding_window)
@@ -192,7 +218,7 @@ class DecoderLM(nn.Module):
                 slots = lengths[:, None] + torch.arange(q, device=device)  # [B, q]
                 index = (torch.arange(bsz, device=device)[:, None], slots)
                 cache.pending_tokens = q
-            else:
+            else:  # new K/V appended after the longest committed prefix, in a copy
                 new_start = torch.full_like(lengths, past_len)
                 index = None
             mask = attention_mask(
@@ -204,14 +230,7 @@ class DecoderLM(nn.Module):
             ]
         if mask is not None:
             mask = fold_mask(mask, cfg.num_attention_heads // cfg.num_key_value_heads)
-        x = self.model.embed_tokens(input_ids)
-        if self._inv_freq.device != device:
-            self._inv_freq = self._inv_freq.to(device)
-        cos, sin = rope_cos_sin(self._inv_freq, positions, x.dtype)
-        for layer, kv in zip(self.model.layers[:n_layers], accesses, strict=True):
-            x = layer(x, cos, sin, mask, kv)
-        x = self.model.norm(x if not last_only else x[:, -1:])
-        return self.lm_head(x).float()
+        return positions, mask, accesses
 
     def first_layers(self, num_layers: int) -> DecoderLM:
         """A model made of the first ``num_layers`` layers (weights shared, not copied).

@@ -407,7 +407,10 @@ def _warm_up(engine: Any, prompt: np.ndarray, steps: int) -> None:
     """A few untimed steps on a throw-away request (first forwards pay one-off costs)."""
     if steps <= 0:
         return
-    engine.add("__warmup__", prompt, max(2, steps * engine.query_width))
+    width = engine.query_width
+    prompt = prompt[: max(1, min(len(prompt), engine.max_len // 2))]
+    new_tokens = max(1, min(steps * width, engine.max_len - len(prompt) - width))
+    engine.add("__warmup__", prompt, new_tokens)
     for _ in range(steps):
         if not engine.has_unfinished():
             break

@@ -40,6 +40,7 @@ from .validation import (
     make_workloads,
     pick_drafters,
 )
+from .validation_profiles import dtype_flag, local_profiles
 from .validation_run import RunLog, Runner, entry_rows, run_matrix, summarize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +67,7 @@ class ValidateSettings:
     trace: str | None = None
     realtime: bool = True
     calibrate: bool = True
+    profiles: bool = True  # measure latency profiles not measured on this machine
     entries: tuple[Entry, ...] | None = None  # explicit matrix (tests)
     only: tuple[str, ...] = ()  # keep entries whose id contains one of these
 
@@ -100,9 +102,12 @@ def run_validation(
     report_dir = Path(s.report_dir) if s.report_dir else Path("validation-report")
     models_dir = Path(s.models_dir) if s.models_dir else _default_dir(scen, "models")
     prompts_file = s.prompts or _default_dir(scen, "examples/prompts/stdlib.txt")
-    models = load_live_models(rs, models_dir, dtype=rs.target.device.dtype)
+    models = load_live_models(rs, models_dir, dtype=dtype_flag(rs.target))
     prompts = prompt_source(models, prompts_file, s.seed)
+    notes: list[str] = []
     report_dir.mkdir(parents=True, exist_ok=True)
+    if s.profiles:
+        rs, notes = local_profiles(rs, models, report_dir, progress=progress is not None)
     entries = list(s.entries) if s.entries is not None else build_matrix(rs, s.quick)
     repeats = s.repeats or (2 if s.quick else 3)
     trace = Path(s.trace) if s.trace else DEFAULT_TRACE
@@ -147,6 +152,7 @@ def run_validation(
         "overhead": overhead.to_dict() if overhead is not None else None,
         "configs": rows,
         "tuner": tuner,
+        "notes": notes,
         "environment": {
             "scenario": str(scen),
             "target": rs.target.model.name,

@@ -168,7 +168,7 @@ def markdown(result: dict[str, Any]) -> str:
         )
     notes = result.get("notes")
     if notes:
-        lines += ["", "## Notes", "", *notes]
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 

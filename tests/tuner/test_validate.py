@@ -88,6 +88,7 @@ def settings(scenario: Path, report: Path, **kw) -> ValidateSettings:
         tuner=False,
         realtime=False,
         calibrate=False,
+        profiles=False,
     )
     base.update(kw)
     return ValidateSettings(**base)
@@ -144,7 +145,7 @@ def test_cli_json_and_report(scenario, tmp_path, capsys, monkeypatch):
     argv = [
         "validate", str(scenario), "--quick", "--json", "--report", str(report),
         "--repeats", "1", "--models", str(scenario.parent / "models"),
-        "--tuner-trials", "3", "--no-progress", "--no-calibrate",
+        "--tuner-trials", "3", "--no-progress", "--no-calibrate", "--no-profile",
     ]  # fmt: skip
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
@@ -176,6 +177,24 @@ def test_calibration_fits_overheads_once(scenario, tmp_path, monkeypatch):
     monkeypatch.setattr(validation_run.Runner, "serve", boom)
     again = run_validation(s)
     assert again["overhead"] == ov
+
+
+@pytest.mark.slow
+def test_latency_profiles_not_measured_here_are_measured(scenario, tmp_path, monkeypatch):
+    from spectune.profiler import validation_profiles
+    from spectune.profiler.latency import Grid
+
+    grid = Grid(batches=(1, 2), queries=(1, 4, 16), contexts=(0, 32))
+    monkeypatch.setattr(validation_profiles, "VALIDATION_GRID", grid)
+    report = tmp_path / "rep"
+    s = settings(scenario, report, entries=ENTRIES[:1], repeats=1, profiles=True)
+    result = run_validation(s)
+    assert any("measured here" in n for n in result["notes"])
+    prof = report / "profiles" / "tiny-target.yaml"
+    assert prof.is_file()
+    stamp = prof.stat().st_mtime_ns
+    run_validation(s)  # reused, not measured again
+    assert prof.stat().st_mtime_ns == stamp
 
 
 def test_bad_input_is_one_line(scenario, tmp_path, capsys):

@@ -62,6 +62,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tuner", action="store_true", help="skip the tuner's-pick live check")
     p.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="use the scenario's latency profiles even if they were not measured here",
+    )
+    p.add_argument(
         "--no-calibrate",
         action="store_true",
         help="skip the host-overhead calibration runs (predict with the scenario as given)",
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         trace=args.trace,
         only=tuple(args.only),
         calibrate=not args.no_calibrate,
+        profiles=not args.no_profile,
     )
     bar = None
     if not args.no_progress:
