@@ -5,7 +5,7 @@ tokens per sequence over a cached context, interleaved repeat by repeat so machi
 hits both alike; the program prints medians (ms) and the ratio ours / transformers. A
 training-step row (forward + backward, no cache) is printed for the demo config.
 
-Run: .venv/bin/python benchmarks/bench_model.py [--quick]
+Run: .venv/bin/python benchmarks/bench_model.py [--quick] [--threads N]
 """
 
 from __future__ import annotations
@@ -100,7 +100,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer points and repeats")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's); 1 avoids thread-barrier "
+        "stalls when the machine is shared",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     repeats = 7 if args.quick else 21
     points = (
         [(1, 1), (8, 1), (1, 16), (8, 4)]
