@@ -30,8 +30,8 @@ from .timing import device_info
 VALIDATION_GRID = Grid(
     batches=(1, 2, 4, 8, 16),
     queries=(1, 2, 3, 4, 5, 7, 9, 13, 32, 64, 128, 256),
-    contexts=(0, 64, 192, 384),
-    max_tokens=1024,
+    contexts=(0, 128, 384),
+    max_tokens=512,
 )
 DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
