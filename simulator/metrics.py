@@ -85,7 +85,7 @@ def compute_metrics(res: EngineResult, slo: Slo) -> dict[str, Any]:
         "requests_per_s": per_s(float(n)),
         "goodput_req_per_s": per_s(float(good)),
         "slo_attainment": good / n if n else math.nan,
-        "slo": {k: v for k, v in slo.model_dump().items() if v is not None},
+        "slo": {k: v for k, v in slo.model_dump().items() if v is not None and k.endswith("_s")},
         "ttft_s": summary(ttft),
         "tpot_s": summary(tpot_all[multi]),
         "e2e_s": summary(e2e),

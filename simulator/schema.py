@@ -270,9 +270,13 @@ class Serving(Frozen):
 
 
 class Slo(Frozen):
+    """Latency bounds, each met when its ``percentile`` over requests is within the bound
+    (e.g. p99 TPOT <= 50 ms). Goodput counts the requests that meet every bound."""
+
     ttft_s: PosFloat | None = None
     tpot_s: PosFloat | None = None
     e2e_s: PosFloat | None = None
+    percentile: Literal[50, 90, 99] = 99
 
 
 class TargetSpec(Frozen):

@@ -33,18 +33,19 @@ PARETO = ("throughput", "latency")  # values of a --pareto trial, in this order
 PARETO_DIRECTIONS = ("maximize", "minimize")
 
 
-def p99(metrics: dict[str, Any], key: str) -> float:
-    v = (metrics.get(key) or {}).get("p99")
+def percentile_value(metrics: dict[str, Any], key: str, percentile: int = 99) -> float:
+    v = (metrics.get(key) or {}).get(f"p{percentile}")
     return float(v) if v is not None else math.nan
 
 
 def slo_violation(metrics: dict[str, Any], slo: Slo) -> float:
-    """max_i(p99_i / slo_i) − 1 over the bounded metrics; <= 0 meets the SLOs, -1 = no SLOs."""
+    """max_i(pQ_i / slo_i) − 1 over the bounded metrics at the SLO's percentile Q;
+    <= 0 meets the SLOs, -1 = no SLOs."""
     ratios = []
     for key in ("ttft_s", "tpot_s", "e2e_s"):
         bound = getattr(slo, key)
         if bound:
-            v = p99(metrics, key)
+            v = percentile_value(metrics, key, slo.percentile)
             ratios.append(v / bound if math.isfinite(v) else math.inf)
     if not ratios:
         return -1.0
@@ -54,7 +55,7 @@ def slo_violation(metrics: dict[str, Any], slo: Slo) -> float:
 def objective_value(metrics: dict[str, Any], objective: str) -> float:
     """The metric an objective reads (NaN = nothing measured becomes the worst value)."""
     if objective == "latency":
-        v = p99(metrics, "tpot_s")
+        v = percentile_value(metrics, "tpot_s")
         return v if math.isfinite(v) else math.inf
     key = "throughput_tok_per_s" if objective == "throughput" else "goodput_req_per_s"
     v = float(metrics.get(key) or 0.0)

@@ -341,7 +341,10 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
     workers = s.workers if s.workers is not None else default_workers()
     done = final.evaluate_many(batch, workers)
     plain_final = done[0]
-    finalists = rank([*done[1 : 1 + len(finalists_cfg)], plain_final], objective)
+    # Every configuration simulated at final fidelity competes for the pick: the search's
+    # order at its (shorter) fidelity can differ, e.g. when the prefix misses later bursts.
+    unique = {e.key: e for e in done}
+    finalists = rank(list(unique.values()), objective)
     best = finalists[0]
     defaults = dict(zip(extra, done[1 + len(finalists_cfg) :], strict=True))
 
@@ -378,8 +381,12 @@ def no_feasible_message(rs: ResolvedScenario, closest: Evaluation) -> str:
     for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         bound = getattr(slo, key)
         if bound:
-            got = (closest.metrics.get(key) or {}).get("p99")
-            parts.append(f"p99 {label} {got:.3g} s vs {bound:g} s" if got is not None else label)
+            got = (closest.metrics.get(key) or {}).get(f"p{slo.percentile}")
+            parts.append(
+                f"p{slo.percentile} {label} {got:.3g} s vs {bound:g} s"
+                if got is not None
+                else label
+            )
     return (
         "no configuration meets the SLOs; the closest is "
         f"{closest.config.label()} ({'; '.join(parts)})"

@@ -275,15 +275,15 @@ def to_json(rs, out, schedule, engine, feasible) -> dict[str, Any]:
     }
 
 
-def _row(label: str, ev: Evaluation) -> tuple:
+def _row(label: str, ev: Evaluation, pct: int) -> tuple:
     m = ev.metrics
     return (
         label,
         ev.config.label(),
         m.get("throughput_tok_per_s"),
         m.get("goodput_req_per_s"),
-        (m.get("ttft_s") or {}).get("p99"),
-        (m.get("tpot_s") or {}).get("p99"),
+        (m.get("ttft_s") or {}).get(f"p{pct}"),
+        *((m.get("tpot_s") or {}).get(f"p{q}") for q in sorted({pct, 99})),
         m.get("mean_accepted_len"),
         "yes" if ev.feasible else f"no (+{ev.violation * 100:.0f}%)",
     )
@@ -315,18 +315,15 @@ def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: boo
         ("recommended: " if feasible else "closest config (none meets the SLOs): ")
         + out.best.config.label(),
     ]
+    pct = rs.scenario.slo.percentile  # the SLOs' percentile; TPOT also at p99 (the objective)
     rows = [
-        _row("recommended" if feasible else "closest", out.best),
-        _row("plain decoding", out.plain),
+        _row("recommended" if feasible else "closest", out.best, pct),
+        _row("plain decoding", out.plain, pct),
     ]
-    rows += [_row(label, ev) for label, ev in out.defaults.items()]
-    lines.append(
-        table(
-            rows,
-            ["", "config", "tok/s", "goodput", "p99 TTFT s", "p99 TPOT s", "acc len", "meets SLOs"],
-            digits=4,
-        )
-    )
+    rows += [_row(label, ev, pct) for label, ev in out.defaults.items()]
+    tpot_cols = [f"p{q} TPOT s" for q in sorted({pct, 99})]
+    headers = ["", "config", "tok/s", "goodput", f"p{pct} TTFT s", *tpot_cols]
+    lines.append(table(rows, [*headers, "acc len", "meets SLOs"], digits=4))
     pv, bv = out.plain.value(obj), out.best.value(obj)
     if pv and math.isfinite(pv) and math.isfinite(bv) and out.best.config.speculates:
         metric = {"throughput": "throughput", "goodput": "goodput", "latency": "p99 TPOT"}[obj]
