@@ -38,6 +38,7 @@ iteration into prefill / draft / verify / engine overhead / driver time.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -298,76 +299,86 @@ def serve(
     if times is None:  # closed loop: every client sends its first request at t = 0
         for _ in range(min(req.concurrency or 1, n)):
             deliver(delivered, 0.0)
-    t_prev = clock()
-    while done < n:
-        now = clock()
-        if time_limit_s is not None and now > time_limit_s:
-            raise InputError(f"live run exceeded its time limit of {time_limit_s:g} s")
-        while times is not None and delivered < n and times[delivered] <= now:
-            deliver(delivered, times[delivered])
-        # FCFS admission: the head blocks the rest.
-        budget = sv.max_batched_tokens - engine.num_running * query
-        admitted = 0
-        while waiting and engine.num_running + engine.num_waiting < sv.max_num_seqs:
-            r = waiting[0]
-            need = prompt_l[r] + output_l[r] + nodes
-            if reserved + need > rs.kv_cache_tokens:
-                break
-            if prompt_l[r] > budget and (admitted or engine.num_running):
-                break
-            waiting.popleft()
-            engine.add(r, contents[r], output_l[r])
-            reserved += need
-            budget -= prompt_l[r]
-            admitted += 1
-        if not engine.has_unfinished():
-            if times is None or delivered >= n:
-                raise AssertionError("idle with nothing to wait for")  # internal invariant
-            wait = times[delivered] - clock()
-            if wait > 0:
-                if realtime:
-                    time.sleep(wait)
-                else:
-                    skip += wait
-            t_prev = clock()
-            continue
-        ctx = _decode_context(engine)
-        start = clock()
-        step = engine.step()
-        now = clock()
-        steps.start_s.append(start)
-        steps.batch.append(step.batch_size)
-        steps.query.append(step.query_tokens)
-        steps.context.append(ctx)
-        steps.prefills.append(step.num_prefills)
-        steps.prefill_tokens.append(step.prefill_tokens)
-        steps.prefill_ms.append(step.prefill_ms)
-        steps.draft_ms.append(step.draft_ms)
-        steps.verify_ms.append(step.verify_ms)
-        steps.overhead_ms.append(step.overhead_ms)
-        steps.total_ms.append(step.total_ms)
-        steps.driver_ms.append((start - t_prev) * 1e3)
-        busy_s += now - t_prev
-        t_prev = now
-        hist[min(step.batch_size + step.num_prefills, sv.max_num_seqs)] += 1
-        if step.batch_size:
-            decode_steps += step.batch_size
-            accepted += step.num_accepted_tokens
-            decode_tokens += step.num_new_tokens - step.num_prefills
-        for rid, toks in step.new_tokens.items():
-            if np.isnan(first[rid]):
-                first[rid] = now
-            gen[rid] += len(toks)
-            outputs[rid].extend(toks)
-        for rid in step.finished:
-            assert gen[rid] == output_l[rid], (rid, gen[rid], output_l[rid])
-            finish[rid] = now
-            reserved -= prompt_l[rid] + output_l[rid] + nodes
-            done += 1
-            if times is None and delivered < n:
-                deliver(delivered, now)
-        if step.finished and on_finish is not None:
-            on_finish(len(step.finished))
+    # No garbage-collector pauses inside the timed loop (serving engines freeze the GC
+    # too); the loop allocates little, and collection resumes after the run.
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        t_prev = clock()
+        while done < n:
+            now = clock()
+            if time_limit_s is not None and now > time_limit_s:
+                raise InputError(f"live run exceeded its time limit of {time_limit_s:g} s")
+            while times is not None and delivered < n and times[delivered] <= now:
+                deliver(delivered, times[delivered])
+            # FCFS admission: the head blocks the rest.
+            budget = sv.max_batched_tokens - engine.num_running * query
+            admitted = 0
+            while waiting and engine.num_running + engine.num_waiting < sv.max_num_seqs:
+                r = waiting[0]
+                need = prompt_l[r] + output_l[r] + nodes
+                if reserved + need > rs.kv_cache_tokens:
+                    break
+                if prompt_l[r] > budget and (admitted or engine.num_running):
+                    break
+                waiting.popleft()
+                engine.add(r, contents[r], output_l[r])
+                reserved += need
+                budget -= prompt_l[r]
+                admitted += 1
+            if not engine.has_unfinished():
+                if times is None or delivered >= n:
+                    raise AssertionError("idle with nothing to wait for")  # internal invariant
+                wait = times[delivered] - clock()
+                if wait > 0:
+                    if realtime:
+                        time.sleep(wait)
+                    else:
+                        skip += wait
+                t_prev = clock()
+                continue
+            ctx = _decode_context(engine)
+            start = clock()
+            step = engine.step()
+            now = clock()
+            steps.start_s.append(start)
+            steps.batch.append(step.batch_size)
+            steps.query.append(step.query_tokens)
+            steps.context.append(ctx)
+            steps.prefills.append(step.num_prefills)
+            steps.prefill_tokens.append(step.prefill_tokens)
+            steps.prefill_ms.append(step.prefill_ms)
+            steps.draft_ms.append(step.draft_ms)
+            steps.verify_ms.append(step.verify_ms)
+            steps.overhead_ms.append(step.overhead_ms)
+            steps.total_ms.append(step.total_ms)
+            steps.driver_ms.append((start - t_prev) * 1e3)
+            busy_s += now - t_prev
+            t_prev = now
+            hist[min(step.batch_size + step.num_prefills, sv.max_num_seqs)] += 1
+            if step.batch_size:
+                decode_steps += step.batch_size
+                accepted += step.num_accepted_tokens
+                decode_tokens += step.num_new_tokens - step.num_prefills
+            for rid, toks in step.new_tokens.items():
+                if np.isnan(first[rid]):
+                    first[rid] = now
+                gen[rid] += len(toks)
+                outputs[rid].extend(toks)
+            for rid in step.finished:
+                assert gen[rid] == output_l[rid], (rid, gen[rid], output_l[rid])
+                finish[rid] = now
+                reserved -= prompt_l[rid] + output_l[rid] + nodes
+                done += 1
+                if times is None and delivered < n:
+                    deliver(delivered, now)
+            if step.finished and on_finish is not None:
+                on_finish(len(step.finished))
+
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
     res = EngineResult(
         arrival_s=arrival,

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
     try:
-        result = run_validation(settings, progress)
+        result = run_validation(settings, progress if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
