@@ -68,6 +68,7 @@ class ValidateSettings:
     realtime: bool = True
     calibrate: bool = True
     profiles: bool = True  # measure latency profiles not measured on this machine
+    threads: int | None = 1  # torch threads for live runs and profiles (None: torch's)
     entries: tuple[Entry, ...] | None = None  # explicit matrix (tests)
     only: tuple[str, ...] = ()  # keep entries whose id contains one of these
 
@@ -97,6 +98,13 @@ def run_validation(
     import torch
 
     t_start = time.perf_counter()
+    if s.threads is not None:
+        if s.threads < 1:
+            raise InputError(f"must be >= 1, got {s.threads}", field="--threads")
+        # One thread by default: on a shared 2-core machine a multi-threaded forward waits
+        # at every parallel region for a thread another tenant has descheduled (measured:
+        # 1.5 ms forwards became ~380 ms at load 7), while one thread degrades gracefully.
+        torch.set_num_threads(s.threads)
     scen = Path(s.scenario)
     rs = load_scenario(scen, list(s.overrides))
     report_dir = Path(s.report_dir) if s.report_dir else Path("validation-report")

@@ -5,8 +5,9 @@ A validation compares live runs on *this* machine with predictions from latency 
 so a profile only counts if it was measured on the same kind of device with the same
 torch version and thread count (recorded in its ``device`` section by
 ``spectune profile latency``). A scenario whose profiles fail that check (e.g. a shipped
-example run on another computer, or a roofline GPU profile) gets fresh ones, measured
-with :func:`~.latency.profile_latency` on :data:`VALIDATION_GRID` into
+example run on another computer or thread count, or a roofline GPU profile) gets fresh
+ones, measured with :func:`~.latency.profile_latency` on :data:`VALIDATION_GRID` with
+:data:`PROFILE_SETTINGS` into
 ``<report dir>/profiles/`` (resumable, reused by later runs). Acceptance profiles do not
 depend on the device and are always the scenario's.
 """
@@ -33,6 +34,11 @@ VALIDATION_GRID = Grid(
     contexts=(0, 128, 384),
     max_tokens=512,
 )
+# How a validation measures: one timed forward per visit, no warm-up forward of the same
+# shape right before it (the live loop runs other shapes between two verify passes, so its
+# caches are as cold as a visit's after another point's forward), the median over 5 visits
+# in random order; only visits slower than 3x the fastest are dropped as stalls.
+PROFILE_SETTINGS = {"repeats": 5, "warmup": 0, "inner": 1, "stall_ratio": 3.0, "device": "cpu"}
 DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
@@ -69,7 +75,7 @@ def local_profiles(
     notes: list[str] = []
     target = rs.target
     dtype = dtype_flag(target)
-    settings = ProfileSettings(dtype=dtype, repeats=3, device="cpu")
+    settings = ProfileSettings(**{**PROFILE_SETTINGS, "dtype": dtype})
     if measured_here(target):
         notes.append(f"target latency profile reused ({target.model.name}, measured here)")
     else:

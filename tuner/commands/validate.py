@@ -59,6 +59,13 @@ def register(subparsers: Any) -> None:
         help="run only the configs whose id (workload/drafter/shape/mnsN) contains TEXT; "
         "repeatable",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for live runs and latency profiles (default 1: robust to other "
+        "processes on a shared machine; 0 = torch's default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-tuner", action="store_true", help="skip the tuner's-pick live check")
     p.add_argument(
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         only=tuple(args.only),
         calibrate=not args.no_calibrate,
         profiles=not args.no_profile,
+        threads=args.threads or None,
     )
     bar = None
     if not args.no_progress:
