@@ -93,8 +93,15 @@ QUICK = Lengths(prompt_mean=64, output_mean=40, num_requests=16, trace_requests=
 
 
 def pick_drafters(rs: ResolvedScenario) -> tuple[str | None, str | None]:
-    """(the first model drafter — draft_model, self or heads —, the first ngram drafter)."""
-    model = next((n for n, d in rs.drafters.items() if d.spec.kind != "ngram"), None)
+    """(the first model drafter — a draft_model if any, else self or heads —, the first
+    ngram drafter)."""
+    order = {"draft_model": 0, "self": 1, "heads": 2}
+    models = sorted(
+        (order[d.spec.kind], i, n)
+        for i, (n, d) in enumerate(rs.drafters.items())
+        if d.spec.kind in order
+    )
+    model = models[0][2] if models else None
     ngram = next((n for n, d in rs.drafters.items() if d.spec.kind == "ngram"), None)
     return model, ngram
 
