@@ -29,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,7 @@ from spectune.simulator.schema import (
 )
 
 from .model import DecoderLM, KVCache, ModelConfig
-from .timing import Timer, device_info
+from .timing import Measurement, Timer, device_info
 
 Point = tuple[int, int, int]  # (batch, query_tokens, context_tokens)
 
@@ -103,6 +105,7 @@ class ProfileSettings:
     warmup: int = 1
     inner: int = 3  # timed forwards per visit; the visit's sample is the fastest
     stall_ratio: float = 1.5  # visits slower than this x the point's fastest are stalls
+    clock: str = "wall"  # "wall" (Timer) or "cpu" (this thread's CPU time; 1 CPU thread)
     device: str = "cpu"
     seed: int = 0
 
@@ -117,6 +120,14 @@ class ProfileSettings:
             raise InputError(f"must be >= 0, got {self.warmup}", field="--warmup")
         if self.inner < 1:
             raise InputError(f"must be >= 1, got {self.inner}", field="--inner")
+        if self.clock not in ("wall", "cpu"):
+            raise InputError(f"must be wall or cpu, got {self.clock!r}", field="--clock")
+        if self.clock == "cpu" and (self.device != "cpu" or torch.get_num_threads() != 1):
+            raise InputError(
+                "the cpu clock times one CPU thread: use --device cpu --threads 1, got "
+                f"device {self.device} with {torch.get_num_threads()} threads",
+                field="--clock",
+            )
 
 
 def parse_int_list(text: str, flag: str, minimum: int = 1) -> tuple[int, ...]:
@@ -255,6 +266,25 @@ class _Bench:
         self.model(self.ids[:b, :q], cache)
 
 
+class ThreadCpuTimer:
+    """Times a block by the calling thread's CPU time (``time.thread_time``).
+
+    With one torch thread the whole forward runs on the calling thread, so its CPU time is
+    the forward's latency with the time the OS gave other processes left out: the figure
+    an unshared core would show. On a heavily shared machine wall-clock samples of a
+    forward longer than a scheduler time slice are all inflated, and no statistic of them
+    recovers the device's latency; CPU time does (measured here: wall 3x CPU time at load
+    ~7 on 2 cores, CPU time within ~10% run to run).
+    """
+
+    @contextmanager
+    def measure(self) -> Iterator[Measurement]:
+        result = Measurement()
+        start = time.thread_time()
+        yield result
+        result.ms = (time.thread_time() - start) * 1e3
+
+
 def visit_samples(
     samples: dict[tuple[int, int, int, int], list[float]], points: list[Point]
 ) -> dict[Point, list[float]]:
@@ -310,7 +340,7 @@ def measure(
     max_b = max(p[0] for p in points)
     max_len = max(p[1] + p[2] for p in points)
     bench: _Bench | None = None
-    timer = Timer(model.device)
+    timer = Timer(model.device) if settings.clock == "wall" else ThreadCpuTimer()
     bar = tqdm(total=len(todo), desc="latency", unit="visit", disable=not progress, leave=False)
     visits = 0
     with torch.inference_mode():
@@ -355,8 +385,8 @@ def _pass_order(points: list[Point], seed: int, rep: int) -> list[Point]:
 # --------------------------------------------------------------------------- the profile
 
 
-def model_id(config: ModelConfig, dtype: str, device: str) -> dict[str, Any]:
-    """The partial-file header: what the samples were measured on."""
+def model_id(config: ModelConfig, dtype: str, device: str, clock: str = "wall") -> dict[str, Any]:
+    """The partial-file header: what the samples were measured on, and with which clock."""
     blob = json.dumps(config.to_hf_dict(), sort_keys=True).encode()
     return {
         "config_sha": hashlib.sha256(blob).hexdigest()[:16],
@@ -364,6 +394,7 @@ def model_id(config: ModelConfig, dtype: str, device: str) -> dict[str, Any]:
         "device": device,
         "host": platform.node(),
         "threads": torch.get_num_threads(),
+        "clock": clock,
     }
 
 
@@ -445,16 +476,22 @@ def profile_latency(
             field="--contexts",
         )
     partial = out.with_name(out.name + ".partial.jsonl")
-    log = PartialLog(partial, model_id(model.config, settings.dtype, str(model.device)))
+    header = model_id(model.config, settings.dtype, str(model.device), settings.clock)
+    log = PartialLog(partial, header)
     try:
         measure(model, points, settings, log, progress=progress, on_sample=on_sample)
     finally:
         log.close()
+    clock = (
+        "wall clock (timing.Timer)"
+        if settings.clock == "wall"
+        else "clock: the thread's CPU time (1 torch thread), not wall time"
+    )
     how = (
         f"spectune profile latency: {len(points)} points x {settings.repeats} passes in "
         f"seeded random order; per visit {settings.warmup} warm-up then {settings.inner} "
-        "timed forward(s); "
-        f"KV cache prefilled with random values; {torch.get_num_threads()} threads"
+        f"timed forward(s), the fastest kept; {clock}; KV cache prefilled with random "
+        f"values; {torch.get_num_threads()} torch threads"
     )
     info = device_info(model.device, DTYPES[settings.dtype])
     arch = model_arch(model.config, name)

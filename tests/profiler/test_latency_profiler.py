@@ -110,6 +110,22 @@ def test_partial_of_another_model_is_refused(tmp_path, model):
         profile_latency(other, "other", out, GRID, SETTINGS, progress=False)
 
 
+def test_cpu_clock_profile(tmp_path, model):
+    # One thread: the thread's CPU time is the forward's latency without other tenants.
+    settings = ProfileSettings(dtype="fp32", repeats=1, warmup=0, inner=1, clock="cpu")
+    prof = profile_latency(model, "tiny", tmp_path / "c.yaml", GRID, settings, progress=False)
+    assert "CPU time" in prof.provenance.how and len(prof.points) == 27
+
+
+def test_cpu_clock_needs_one_thread():
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(InputError, match="--threads 1"):
+            ProfileSettings(clock="cpu").validate()
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_stalled_visits_are_dropped():
     assert clean_samples([1.0, 1.1, 5.0, 1.05], 1.5) == [1.0, 1.1, 1.05]
     samples = {(1, 1, 0, r): [ms] for r, ms in enumerate([2.0, 2.2, 40.0])}

@@ -52,6 +52,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lat.add_argument("--inner", type=int, default=3, help="timed forwards at each visit")
     lat.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     lat.add_argument("--seed", type=int, default=0)
+    lat.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default torch's); on a shared CPU, 1 thread avoids "
+        "stalls at every op when a sibling thread is descheduled",
+    )
+    lat.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall: wall clock (CUDA events on GPUs); cpu: the thread's CPU time, needs "
+        "--threads 1 on a CPU (robust on a shared machine)",
+    )
     lat.add_argument("--no-progress", action="store_true")
     lat.add_argument("--json", action="store_true", help="print a JSON summary")
     lat.set_defaults(func=run_latency)
@@ -71,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     acc.add_argument("--dtype", default="fp32", choices=["bf16", "fp16", "fp32"])
     acc.add_argument("--dataset", help="dataset name in the profile (default: prompt file stem)")
     acc.add_argument("--seed", type=int, default=0)
+    acc.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     acc.add_argument(
         "--out", help="profile YAML (default acceptance/<target>__<drafter>__<dataset>__t<T>.yaml)"
     )
@@ -134,6 +149,15 @@ def device_slug(dev, threads: int) -> str:
 # --------------------------------------------------------------------------- latency
 
 
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"must be >= 1, got {threads}", field="--threads")
+        torch.set_num_threads(threads)
+
+
 def run_latency(args: argparse.Namespace) -> int:
     import torch
 
@@ -147,6 +171,7 @@ def run_latency(args: argparse.Namespace) -> int:
         profile_latency,
     )
 
+    _set_threads(args.threads)
     dev = _device(args.device)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     settings = ProfileSettings(
@@ -154,6 +179,7 @@ def run_latency(args: argparse.Namespace) -> int:
         repeats=repeats,
         warmup=args.warmup,
         inner=args.inner,
+        clock=args.clock,
         device=str(dev),
         seed=args.seed,
     )
@@ -233,6 +259,7 @@ def run_acceptance(args: argparse.Namespace) -> int:
 
     if not args.temperature >= 0:
         raise InputError(f"must be >= 0, got {args.temperature}", field="--temperature")
+    _set_threads(args.threads)
     prompts = read_prompts(args.prompts)
     target = load_model(args.target, dtype=args.dtype)
     drafter = _drafter_spec(args.drafter, target.model, args.dtype)
