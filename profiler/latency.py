@@ -82,16 +82,17 @@ class Grid:
 
 
 # Decode (q=1), chain/tree verify (q = k+1 or nodes+1 up to 64) and small prefill chunks.
+# The full grid is dense where verify steps live (q <= 17) and reaches prompt-sized prefills.
 QUICK_GRID = Grid(
     batches=(1, 2, 4, 8, 16),
-    queries=(1, 2, 4, 8, 16, 32, 64),
+    queries=(1, 2, 4, 8, 16, 32, 64, 128, 320),
     contexts=(0, 128, 384, 768),
-    max_tokens=512,
+    max_tokens=1024,
 )
 FULL_GRID = Grid(
-    batches=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
-    queries=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64, 128, 256),
-    contexts=(0, 64, 128, 256, 384, 512, 768, 1024, 1536),
+    batches=(1, 2, 3, 4, 6, 8, 12, 16),
+    queries=(1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 17, 20, 24, 32, 48, 64, 96, 128, 192, 256, 384),
+    contexts=(0, 64, 128, 256, 384, 512, 768, 1024),
     max_tokens=2048,
 )
 
