@@ -128,3 +128,32 @@ def prompt_source(
             raise InputError("holds no text prompts", source=prompts_file)
         return PromptSource.from_texts(texts, name=Path(prompts_file).stem)
     return PromptSource.random(cfg.vocab_size, 20_000, seed)
+
+
+def warm_shapes(models: LiveModels, max_tokens: int) -> float:
+    """Run every model once at each token count 1..``max_tokens`` (one sequence).
+
+    The CPU matmul backend builds a kernel per new shape the first time it meets it
+    (measured here: ~1.5-2 ms on top of a 4-7 ms prefill), and live runs meet new prompt
+    lengths all the time; a serving engine warms its shapes up before serving (vLLM's
+    warm-up and CUDA-graph capture), so the driver does too, once per process.
+
+    Returns:
+        Seconds spent.
+    """
+    import time
+
+    import torch
+
+    from .kvcache import KVCache
+
+    t0 = time.perf_counter()
+    nets = [models.target.model, *models.draft_models.values()]
+    with torch.inference_mode():
+        for net in nets:
+            limit = min(max_tokens, net.config.max_position_embeddings)
+            cache = KVCache(net.config, 1, limit, net.device, net.dtype)
+            for m in range(1, limit + 1):
+                cache.truncate(torch.zeros(1, dtype=torch.long))
+                net(torch.zeros((1, m), dtype=torch.long, device=net.device), cache)
+    return time.perf_counter() - t0

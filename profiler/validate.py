@@ -30,7 +30,7 @@ import numpy as np
 from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
 
-from .live_models import load_live_models, prompt_source
+from .live_models import load_live_models, prompt_source, warm_shapes
 from .overhead import OverheadProfile, fit_overheads
 from .validation import (
     Entry,
@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TRACE = REPO / "traces" / "azure_llm_2023_conv.csv"
 TUNER_WORKLOAD = "offline"
 TUNER_MAX_NUM_SEQS = 8
+WARM_TOKENS = 512  # whole prefills (prompts <= 256) and verify batches (16 x 13)
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,13 @@ def run_validation(
     prompts = prompt_source(models, prompts_file, s.seed)
     notes: list[str] = []
     report_dir.mkdir(parents=True, exist_ok=True)
+    warm_s = warm_shapes(models, WARM_TOKENS)
+    notes.append(
+        f"matmul shapes of 1..{WARM_TOKENS} tokens warmed up before any timing ({warm_s:.1f} s)"
+    )
     if s.profiles:
-        rs, notes = local_profiles(rs, models, report_dir, progress=progress is not None)
+        rs, notes_p = local_profiles(rs, models, report_dir, progress=progress is not None)
+        notes += notes_p
     entries = list(s.entries) if s.entries is not None else build_matrix(rs, s.quick)
     repeats = s.repeats or (2 if s.quick else 3)
     trace = Path(s.trace) if s.trace else DEFAULT_TRACE

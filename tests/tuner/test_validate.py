@@ -75,6 +75,7 @@ def scenario(tmp_path_factory) -> Path:
 def tiny_lengths(monkeypatch):
     monkeypatch.setattr(validation, "QUICK", TINY)
     monkeypatch.setattr(validation, "FULL", TINY)
+    monkeypatch.setattr(validate_mod, "WARM_TOKENS", 16)
 
 
 def settings(scenario: Path, report: Path, **kw) -> ValidateSettings:
