@@ -110,26 +110,44 @@ class OverheadProfile:
             step_overhead_ms=self.engine.base_ms,
             step_overhead_per_seq_ms=self.engine.per_seq_ms,
         )
-        drafters = dict(out.drafters)
-        for name, f in self.drafters.items():
-            rd = drafters[name]
-            spec = rd.spec.model_copy(
-                update={"step_overhead_ms": f.base_ms, "step_overhead_per_seq_ms": f.per_seq_ms}
-            )
-            drafters[name] = ResolvedDrafter(
-                spec=spec, acceptance=rd.acceptance, latency=rd.latency
-            )
-        sc = out.scenario.model_copy(
-            update={"drafters": [drafters[d.name].spec for d in out.scenario.drafters]}
+        return with_drafter_fields(
+            out,
+            {
+                name: {"step_overhead_ms": f.base_ms, "step_overhead_per_seq_ms": f.per_seq_ms}
+                for name, f in self.drafters.items()
+            },
         )
-        return ResolvedScenario(
-            scenario=sc,
-            source=out.source,
-            target=out.target,
-            drafters=drafters,
-            trace_path=out.trace_path,
-            kv_cache_tokens=out.kv_cache_tokens,
-        )
+
+
+def with_drafter_fields(
+    rs: ResolvedScenario, fields: dict[str, dict[str, Any]]
+) -> ResolvedScenario:
+    """``rs`` with drafter spec fields replaced, per drafter name (validated)."""
+    drafters = dict(rs.drafters)
+    for name, upd in fields.items():
+        rd = drafters[name]
+        spec = type(rd.spec).model_validate({**rd.spec.model_dump(), **upd})
+        drafters[name] = ResolvedDrafter(spec=spec, acceptance=rd.acceptance, latency=rd.latency)
+    sc = rs.scenario.model_copy(
+        update={"drafters": [drafters[d.name].spec for d in rs.scenario.drafters]}
+    )
+    return ResolvedScenario(
+        scenario=sc,
+        source=rs.source,
+        target=rs.target,
+        drafters=drafters,
+        trace_path=rs.trace_path,
+        kv_cache_tokens=rs.kv_cache_tokens,
+    )
+
+
+def live_engine_model(rs: ResolvedScenario) -> ResolvedScenario:
+    """``rs`` with the scheduling rules of spectune's live engine: every prompt prefilled
+    as its own forward, and model drafters re-feeding a tree's upper levels each pass."""
+    out = rs.with_serving(prefill="separate")
+    return with_drafter_fields(
+        out, {n: {"tree_draft": "refeed"} for n, d in rs.drafters.items() if d.spec.kind != "ngram"}
+    )
 
 
 def decode_steps(log: StepLog) -> dict[str, np.ndarray]:

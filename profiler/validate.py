@@ -31,7 +31,7 @@ from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
 
 from .live_models import load_live_models, prompt_source, warm_shapes
-from .overhead import OverheadProfile, fit_overheads
+from .overhead import OverheadProfile, fit_overheads, live_engine_model
 from .validation import (
     Entry,
     build_matrix,
@@ -146,10 +146,10 @@ def run_validation(
     if progress is not None:
         progress(done[0], total)
     overhead = None
-    sim_rs = rs
+    sim_rs = live_engine_model(rs)
     if cal_entries:
         overhead = calibrate(runner, cal_entries, report_dir, s.seed, tick)
-        sim_rs = overhead.apply(rs.with_serving(prefill="separate"))
+        sim_rs = overhead.apply(sim_rs)
     predictions = {e.id: runner.predict(e, sim_rs) for e in entries}
     uncalibrated = {e.id: runner.predict(e, rs) for e in entries}
     run_matrix(runner, entries, repeats, log, tick)

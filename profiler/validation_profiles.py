@@ -34,11 +34,10 @@ VALIDATION_GRID = Grid(
     contexts=(0, 128, 384),
     max_tokens=512,
 )
-# How a validation measures: one timed forward per visit, no warm-up forward of the same
-# shape right before it (the live loop runs other shapes between two verify passes, so its
-# caches are as cold as a visit's after another point's forward), the median over 5 visits
-# in random order; only visits slower than 3x the fastest are dropped as stalls.
-PROFILE_SETTINGS = {"repeats": 5, "warmup": 0, "inner": 1, "stall_ratio": 3.0, "device": "cpu"}
+# How a validation measures: one warm-up forward of the point's shape, then one timed
+# forward per visit (a live decode loop repeats its shapes step after step), the median
+# over 5 visits in random order; only visits slower than 3x the fastest count as stalls.
+PROFILE_SETTINGS = {"repeats": 5, "warmup": 1, "inner": 1, "stall_ratio": 3.0, "device": "cpu"}
 DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 

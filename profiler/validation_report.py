@@ -191,15 +191,17 @@ def _error_sources(result: dict[str, Any]) -> list[str]:
             for n, d in ov["drafters"].items()
         )
         + ". The simulator prices these (serving.step_overhead_ms / step_overhead_per_seq_ms "
-        "and the drafters' fields) and prefills each prompt as its own forward "
-        "(serving.prefill: separate), as the live engine does.",
+        "and the drafters' fields), prefills each prompt as its own forward "
+        "(serving.prefill: separate) and re-feeds a tree's upper levels in each draft pass "
+        "(drafter tree_draft: refeed), as the live engine does.",
         "",
         "Live forward time over the latency profile's prediction (median over calibration "
         "steps; 1.0 = the profile is exact; not fitted): "
         + ", ".join(f"{k} {v:.3f}" for k, v in ov.get("diagnostics", {}).items())
         + ".",
         "",
-        "| figure | uncalibrated (scenario as given) | calibrated |",
+        "| figure | scenario as given (fused prefill, incremental tree passes, no host "
+        "overhead) | live-engine rules + calibrated host overhead |",
         "|---|---|---|",
     ]
     for key, digits in (

@@ -79,6 +79,17 @@ def _latency_model(profile: LatencyProfile, source: str) -> LatencyModel:
     return model
 
 
+def tree_level_queries(widths: list[int], mode: str = "incremental") -> tuple[int, ...]:
+    """Query tokens of each draft pass for a tree with ``widths`` nodes per depth: the root,
+    then per level the previous level's nodes (``incremental``) or all nodes above it
+    (``refeed``). A chain gives ``(1,) * k`` either way."""
+    if not widths:
+        return ()
+    if mode == "refeed" and max(widths) > 1:  # a chain commits each draft: never refed
+        return (1, *np.cumsum(widths[:-1]).tolist())
+    return (1, *widths[:-1])
+
+
 def resolve_tree(rs: ResolvedScenario) -> Tree:
     """The draft shape the scenario's spec asks for (the empty tree = plain decoding).
 
@@ -186,7 +197,7 @@ def _simulate(
         target,
         kind=kind,
         draft=draft,
-        level_queries=(1, *widths[:-1]) if widths else (),
+        level_queries=tree_level_queries(widths, rd.spec.tree_draft if rd else "incremental"),
         nodes=tree.num_nodes,
         self_fraction=(rd.spec.self_layers or 0) / rs.target.model.layers if rd else 0.0,
         ngram_ms_per_token=rd.spec.draft_ms_per_token if rd else 0.0,

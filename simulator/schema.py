@@ -319,6 +319,10 @@ class DrafterSpec(Frozen):
     # bookkeeping, lookups, verification), on top of the serving step overhead.
     step_overhead_ms: NonNegFloat = 0.0
     step_overhead_per_seq_ms: NonNegFloat = 0.0
+    # How a model drafter drafts a tree level: incremental = one pass over the previous
+    # level's nodes (the tree's K/V stays cached, EAGLE-style); refeed = one pass over every
+    # node above the level (no cached tree K/V, as spectune's live ModelDrafter does).
+    tree_draft: Literal["incremental", "refeed"] = "incremental"
 
     @field_validator("name")
     @classmethod

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spectune.simulator.acceptance import AcceptanceModel
+from spectune.simulator.api import tree_level_queries
 from spectune.simulator.latency import LatencyModel
 from spectune.simulator.scenario import ResolvedScenario
 from spectune.simulator.stepcost import StepCost
@@ -109,8 +110,7 @@ class StepCosts:
             return StepCost(self.target, overhead_ms=overhead, overhead_per_seq_ms=per_seq)
         d = self.rs.drafters[drafter]
         if tree is not None:
-            widths = tree.width_per_depth()
-            levels = (1, *widths[:-1])  # a level's pass reads the nodes of the level above
+            levels = tree_level_queries(tree.width_per_depth(), d.spec.tree_draft)
             nodes = tree.num_nodes
         else:
             levels = (1,) * k

@@ -30,3 +30,12 @@ def test_fused_prefill_pays_marginal_cost_separate_pays_full():
     # without a decode batch the first chunk pays in full either way
     only = StepCost(LAT, fused_prefill=True).mixed_ms(0, 0.0, chunks)
     assert only == pytest.approx((2.0 + 1.0) + 0.1 * 19)
+
+
+def test_tree_level_queries_incremental_and_refeed():
+    from spectune.simulator.api import tree_level_queries
+
+    assert tree_level_queries([3, 3, 2]) == (1, 3, 3)
+    assert tree_level_queries([3, 3, 2], "refeed") == (1, 3, 6)
+    assert tree_level_queries([1, 1, 1], "refeed") == (1, 1, 1)  # chains commit each draft
+    assert tree_level_queries([]) == ()
