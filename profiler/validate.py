@@ -40,7 +40,7 @@ from .validation import (
     make_workloads,
     pick_drafters,
 )
-from .validation_profiles import dtype_flag, local_profiles
+from .validation_profiles import ProfilePasses, dtype_flag
 from .validation_run import RunLog, Runner, entry_rows, run_matrix, summarize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,13 +119,13 @@ def run_validation(
     notes.append(
         f"matmul shapes of 1..{WARM_TOKENS} tokens warmed up before any timing ({warm_s:.1f} s)"
     )
-    if s.profiles:
-        rs, notes_p = local_profiles(rs, models, report_dir, progress=progress is not None)
-        notes += notes_p
     entries = list(s.entries) if s.entries is not None else build_matrix(rs, s.quick)
     repeats = s.repeats or (2 if s.quick else 3)
     trace = Path(s.trace) if s.trace else DEFAULT_TRACE
-    wls = make_workloads(rs, s.quick, trace, report_dir, s.seed)
+    passes = ProfilePasses(rs, models, report_dir, max(repeats, 3)) if s.profiles else None
+    # Load levels come from the simulator's capacity on this machine's profiles; the
+    # first profile pass gives them before any live run (and they are kept for resumes).
+    wls = make_workloads(passes.provisional() if passes else rs, s.quick, trace, report_dir, s.seed)
     entries = [e for e in entries if e.workload != "azure" or wls.trace_path is not None]
     if s.only:
         entries = [e for e in entries if any(o in e.id for o in s.only)]
@@ -145,6 +145,11 @@ def run_validation(
 
     if progress is not None:
         progress(done[0], total)
+    run_matrix(runner, entries, repeats, log, tick, passes.run_pass if passes else None)
+    if passes is not None:
+        rs = passes.finish()
+        notes += passes.notes
+        runner.rs = rs
     overhead = None
     sim_rs = live_engine_model(rs)
     if cal_entries:
@@ -152,7 +157,6 @@ def run_validation(
         sim_rs = overhead.apply(sim_rs)
     predictions = {e.id: runner.predict(e, sim_rs) for e in entries}
     uncalibrated = {e.id: runner.predict(e, rs) for e in entries}
-    run_matrix(runner, entries, repeats, log, tick)
     rows = entry_rows(entries, log, predictions)
     summary = summarize(rows)
     summary_uncal = summarize(entry_rows(entries, log, uncalibrated))

@@ -272,11 +272,21 @@ def entry_scenario(rs: ResolvedScenario, wls: Workloads, e: Entry) -> ResolvedSc
 def make_workloads(
     rs: ResolvedScenario, quick: bool, trace_src: Path | None, out_dir: Path, seed: int
 ) -> Workloads:
-    """Capacity (simulated, plain decoding, cap 16, offline) and the scaled trace slice."""
+    """Capacity (simulated, plain decoding, cap 16, offline) and the scaled trace slice.
+
+    The capacity is kept in ``out_dir/capacity.json`` (per lengths and seed) so a resumed
+    validation keeps the load levels of its first run."""
     lengths = QUICK if quick else FULL
     base = Workloads(lengths, 1.0, None, 1.0)
-    plain = entry_scenario(rs, base, Entry("offline", "none", max_num_seqs=16))
-    cap = float(simulate(plain, seed).metrics["requests_per_s"])
+    cache = out_dir / "capacity.json"
+    key = json.dumps({"lengths": lengths.__dict__, "seed": seed}, sort_keys=True)
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if cached.get("key") == key:
+        cap = float(cached["capacity_req_per_s"])
+    else:
+        plain = entry_scenario(rs, base, Entry("offline", "none", max_num_seqs=16))
+        cap = float(simulate(plain, seed).metrics["requests_per_s"])
+        cache.write_text(json.dumps({"key": key, "capacity_req_per_s": cap}))
     trace_path, gap = None, 1.0
     if trace_src is not None and Path(trace_src).is_file():
         trace_path = scaled_trace(

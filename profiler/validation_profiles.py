@@ -6,23 +6,33 @@ so a profile only counts if it was measured on the same kind of device with the 
 torch version and thread count (recorded in its ``device`` section by
 ``spectune profile latency``). A scenario whose profiles fail that check (e.g. a shipped
 example run on another computer or thread count, or a roofline GPU profile) gets fresh
-ones, measured with :func:`~.latency.profile_latency` on :data:`VALIDATION_GRID` with
-:data:`PROFILE_SETTINGS` into
-``<report dir>/profiles/`` (resumable, reused by later runs). Acceptance profiles do not
+ones, measured on :data:`VALIDATION_GRID` with :data:`PROFILE_SETTINGS`, in passes
+interleaved with the live runs (:class:`ProfilePasses`), into ``<report dir>/profiles/``
+(resumable, reused by later runs). Acceptance profiles do not
 depend on the device and are always the scenario's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
 
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
-from spectune.simulator.schema import LatencyProfile
+from spectune.simulator.schema import LatencyProfile, dump_yaml, load_latency_profile
 
-from .latency import Grid, ProfileSettings, profile_latency
+from .latency import (
+    DTYPES,
+    Grid,
+    PartialLog,
+    ProfileSettings,
+    build_profile,
+    measure,
+    model_arch,
+    model_id,
+)
 from .live_models import LiveModels
 from .timing import device_info
 
@@ -60,49 +70,108 @@ def measured_here(profile: LatencyProfile) -> bool:
     )
 
 
-def local_profiles(
-    rs: ResolvedScenario,
-    models: LiveModels,
-    out_dir: Path,
-    progress: bool = False,
-) -> tuple[ResolvedScenario, list[str]]:
-    """``rs`` with every latency profile measured on this machine.
+class ProfilePasses:
+    """Latency profiles measured in passes interleaved with the live runs.
 
-    Returns:
-        (the scenario to predict with, notes on what was reused or measured).
+    Live speed on a shared machine drifts by tens of percent over minutes, so a profile
+    measured once before the live runs would be compared with runs made under other
+    conditions. Instead pass ``r`` of every profile that needs measuring runs just before
+    live repeat ``r`` (:meth:`run_pass`); :meth:`finish` runs any passes left and builds
+    the profiles (median over passes, stalls over 3x the fastest visit dropped). Passes are
+    appended to a resumable partial file per model (:class:`~.latency.PartialLog`).
+
+    Args:
+        rs: the scenario.
+        models: its live models.
+        out_dir: report folder (profiles go to ``out_dir/profiles``).
+        passes: passes per profile.
     """
-    notes: list[str] = []
-    target = rs.target
-    dtype = dtype_flag(target)
-    settings = ProfileSettings(**{**PROFILE_SETTINGS, "dtype": dtype})
-    if measured_here(target):
-        notes.append(f"target latency profile reused ({target.model.name}, measured here)")
-    else:
-        path = out_dir / "profiles" / f"{target.model.name}.yaml"
-        target = _measure(models.target.model, target.model.name, path, settings, progress)
-        notes.append(f"target latency profile measured here: {path}")
-    drafters = dict(rs.drafters)
-    for name, rd in rs.drafters.items():
-        if rd.latency is None:
-            continue
-        if measured_here(rd.latency):
-            notes.append(f"drafter {name} latency profile reused (measured here)")
-            continue
-        path = out_dir / "profiles" / f"{rd.latency.model.name}.yaml"
-        model = models.drafter_model(name)
-        lat = _measure(model, rd.latency.model.name, path, settings, progress)
-        drafters[name] = ResolvedDrafter(spec=rd.spec, acceptance=rd.acceptance, latency=lat)
-        notes.append(f"drafter {name} latency profile measured here: {path}")
-    return dataclasses.replace(rs, target=target, drafters=drafters), notes
 
+    def __init__(self, rs: ResolvedScenario, models: LiveModels, out_dir: Path, passes: int):
+        self.rs = rs
+        self.passes = passes
+        self.notes: list[str] = []
+        self.jobs: list[tuple[str, torch.nn.Module, LatencyProfile, Path]] = []
+        self.ready: dict[str, LatencyProfile] = {}
+        todo = [("target", models.target.model, rs.target)]
+        todo += [
+            (name, models.drafter_model(name), rd.latency)
+            for name, rd in rs.drafters.items()
+            if rd.latency is not None
+        ]
+        for key, model, prof in todo:
+            path = out_dir / "profiles" / f"{prof.model.name}.yaml"
+            if measured_here(prof):
+                self.notes.append(f"{key}: latency profile reused (measured here)")
+            elif path.is_file() and measured_here(load_latency_profile(path)):
+                self.ready[key] = load_latency_profile(path)
+                self.notes.append(f"{key}: latency profile reused from {path}")
+            else:
+                self.jobs.append((key, model, prof, path))
+                self.notes.append(
+                    f"{key}: latency profile measured here in {passes} passes interleaved "
+                    f"with the live repeats: {path}"
+                )
+        self.settings = ProfileSettings(
+            **{**PROFILE_SETTINGS, "dtype": dtype_flag(rs.target), "stall_ratio": math.inf}
+        )
 
-def _measure(
-    model: torch.nn.Module, name: str, path: Path, settings: ProfileSettings, progress: bool
-) -> LatencyProfile:
-    from spectune.simulator.schema import load_latency_profile
+    def _log(self, model: torch.nn.Module, path: Path) -> PartialLog:
+        s = self.settings
+        header = model_id(model.config, s.dtype, str(model.device), s.clock)
+        return PartialLog(path.with_name(path.name + ".partial.jsonl"), header)
 
-    if path.is_file():
-        prof = load_latency_profile(path)
-        if measured_here(prof):
-            return prof
-    return profile_latency(model, name, path, VALIDATION_GRID, settings, progress=progress)
+    def run_pass(self, rep: int) -> None:
+        """Measure pass ``rep`` (no-op when already taken or beyond ``passes``)."""
+        if rep >= self.passes:
+            return
+        settings = dataclasses.replace(self.settings, repeats=rep + 1)
+        for _key, model, _prof, path in self.jobs:
+            points = VALIDATION_GRID.points(model.config.max_position_embeddings)
+            log = self._log(model, path)
+            try:
+                measure(model, points, settings, log, progress=False)
+            finally:
+                log.close()
+
+    def provisional(self) -> ResolvedScenario:
+        """The scenario with profiles built from pass 0 alone (taken now if missing), e.g.
+        to set load levels before the live runs; nothing is written."""
+        self.run_pass(0)
+        return self._build(write=False)
+
+    def finish(self) -> ResolvedScenario:
+        """Take the passes left, build and write the profiles; the scenario using them."""
+        for rep in range(self.passes):
+            self.run_pass(rep)
+        return self._build(write=True)
+
+    def _build(self, write: bool) -> ResolvedScenario:
+        stall = PROFILE_SETTINGS["stall_ratio"]
+        ready = dict(self.ready)
+        for key, model, prof, path in self.jobs:
+            points = VALIDATION_GRID.points(model.config.max_position_embeddings)
+            log = self._log(model, path)
+            log.close()
+            how = (
+                f"spectune validate: {len(points)} points x {self.passes} passes interleaved "
+                f"with the live runs; per visit {self.settings.warmup} warm-up then "
+                f"{self.settings.inner} timed forward; median over passes, visits over "
+                f"{stall:g}x the fastest dropped; wall clock; "
+                f"{torch.get_num_threads()} torch threads"
+            )
+            info = device_info(model.device, DTYPES[self.settings.dtype])
+            built = build_profile(
+                log.samples, points, info, model_arch(model.config, prof.model.name), how, stall
+            )
+            if write:
+                dump_yaml(built, path)
+            ready[key] = built
+        rs = self.rs
+        drafters = dict(rs.drafters)
+        for name, rd in rs.drafters.items():
+            if name in ready:
+                drafters[name] = ResolvedDrafter(
+                    spec=rd.spec, acceptance=rd.acceptance, latency=ready[name]
+                )
+        return dataclasses.replace(rs, target=ready.get("target", rs.target), drafters=drafters)

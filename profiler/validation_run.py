@@ -150,9 +150,13 @@ def run_matrix(
     repeats: int,
     log: RunLog,
     progress: Callable[[int], None] | None = None,
+    before_repeat: Callable[[int], None] | None = None,
 ) -> None:
-    """Run every (entry, repeat) not yet in ``log``, repeats interleaved (ABAB)."""
+    """Run every (entry, repeat) not yet in ``log``, repeats interleaved (ABAB);
+    ``before_repeat(r)`` runs first in each repeat (e.g. a profile pass)."""
     for rep in range(repeats):
+        if before_repeat is not None:
+            before_repeat(rep)
         for e in entries:
             if (e.id, rep) in log.done:
                 continue
