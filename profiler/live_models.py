@@ -130,8 +130,11 @@ def prompt_source(
     return PromptSource.random(cfg.vocab_size, 20_000, seed)
 
 
-def warm_shapes(models: LiveModels, max_tokens: int) -> float:
-    """Run every model once at each token count 1..``max_tokens`` (one sequence).
+def warm_shapes(
+    models: LiveModels, max_tokens: int, max_batch: int = 16, max_query: int = 13
+) -> float:
+    """Run every model once at each token count 1..``max_tokens`` (one sequence), and at
+    every batch size up to ``max_batch`` with every query width up to ``max_query``.
 
     The CPU matmul backend builds a kernel per new shape the first time it meets it
     (measured here: ~1.5-2 ms on top of a 4-7 ms prefill), and live runs meet new prompt
@@ -156,4 +159,10 @@ def warm_shapes(models: LiveModels, max_tokens: int) -> float:
             for m in range(1, limit + 1):
                 cache.truncate(torch.zeros(1, dtype=torch.long))
                 net(torch.zeros((1, m), dtype=torch.long, device=net.device), cache)
+            # Decode and verify shapes: every batch size with every verify width.
+            for b in range(1, max_batch + 1):
+                cache = KVCache(net.config, b, 64 + max_query, net.device, net.dtype)
+                for q in range(1, max_query + 1):
+                    cache.truncate(torch.full((b,), 64, dtype=torch.long))
+                    net(torch.zeros((b, q), dtype=torch.long, device=net.device), cache)
     return time.perf_counter() - t0

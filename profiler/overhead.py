@@ -14,7 +14,9 @@ runs a validation is scored on), and fits the simulator's overhead terms:
   from its speculative steps, as the host part of the step minus the engine's fitted
   overhead, plus the drafting time the drafter's forwards do not explain
   (``draft_ms`` − the drafter's profiled passes; all of ``draft_ms`` for n-grams, which
-  run no model).
+  run no model), plus the verify forward's excess over the target's profile (a verify
+  right after drafting runs on caches the drafter's passes have cooled, unlike the
+  profile's back-to-back forwards).
 
 Each fit is a least-squares line over the per-batch-size medians of decode-only steps
 (steps with a prefill are excluded: their host work is booked with the prefill), clipped
@@ -216,9 +218,16 @@ def fit_overheads(
         for log, levels in runs:
             s = decode_steps(log)
             explained = draft_forward_ms(rd, rs, s, levels)
-            extra.append(host_ms(s) - engine.at(s["batch"]) + s["draft_ms"] - explained)
+            vr = verify_ratios(target, s)
+            # Verify right after drafting runs colder than the profile's back-to-back
+            # forwards (the drafter's passes evict the target's weights from the caches):
+            # that excess is part of what speculating with this drafter costs per step.
+            verify_excess = s["verify_ms"] * (1.0 - 1.0 / np.maximum(vr, 1e-9))
+            extra.append(
+                host_ms(s) - engine.at(s["batch"]) + s["draft_ms"] - explained + verify_excess
+            )
             bs.append(s["batch"])
-            verify_ratio.append(verify_ratios(target, s))
+            verify_ratio.append(vr)
             if rd.spec.kind != "ngram":
                 dratio.append(s["draft_ms"] / np.maximum(explained, 1e-9))
         drafters[name] = fit_line(np.concatenate(bs), np.concatenate(extra))

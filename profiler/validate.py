@@ -48,6 +48,7 @@ DEFAULT_TRACE = REPO / "traces" / "azure_llm_2023_conv.csv"
 TUNER_WORKLOAD = "offline"
 TUNER_MAX_NUM_SEQS = 8
 WARM_TOKENS = 512  # whole prefills (prompts <= 256) and verify batches (16 x 13)
+WARM_BATCH, WARM_QUERY = 16, 13  # decode/verify shapes: batch caps <= 16, 12-node trees
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def run_validation(
     prompts = prompt_source(models, prompts_file, s.seed)
     notes: list[str] = []
     report_dir.mkdir(parents=True, exist_ok=True)
-    warm_s = warm_shapes(models, WARM_TOKENS)
+    warm_s = warm_shapes(models, WARM_TOKENS, WARM_BATCH, WARM_QUERY)
     notes.append(
         f"matmul shapes of 1..{WARM_TOKENS} tokens warmed up before any timing ({warm_s:.1f} s)"
     )

@@ -76,6 +76,8 @@ def tiny_lengths(monkeypatch):
     monkeypatch.setattr(validation, "QUICK", TINY)
     monkeypatch.setattr(validation, "FULL", TINY)
     monkeypatch.setattr(validate_mod, "WARM_TOKENS", 16)
+    monkeypatch.setattr(validate_mod, "WARM_BATCH", 2)
+    monkeypatch.setattr(validate_mod, "WARM_QUERY", 2)
 
 
 def settings(scenario: Path, report: Path, **kw) -> ValidateSettings:
