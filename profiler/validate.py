@@ -18,6 +18,7 @@ Steps (:func:`run_validation`):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -215,6 +216,9 @@ def tuner_check(
     best_row = max(pool, key=lambda r: r["measured"]["throughput_tok_per_s"])
     plain = Entry(TUNER_WORKLOAD, "none", max_num_seqs=TUNER_MAX_NUM_SEQS)
     base = entry_scenario(runner.rs_sim or runner.rs, runner.workloads, plain)
+    # The batch cap stays the matrix's (the comparison is under one workload and cap).
+    search = base.scenario.search.model_copy(update={"max_num_seqs": []})
+    base = dataclasses.replace(base, scenario=base.scenario.model_copy(update={"search": search}))
     t0 = time.perf_counter()
     outcome = run_search(
         base,
