@@ -124,7 +124,7 @@ def run_validation(
     entries = list(s.entries) if s.entries is not None else build_matrix(rs, s.quick)
     repeats = s.repeats or (2 if s.quick else 3)
     trace = Path(s.trace) if s.trace else DEFAULT_TRACE
-    passes = ProfilePasses(rs, models, report_dir, max(repeats, 3)) if s.profiles else None
+    passes = ProfilePasses(rs, models, report_dir, repeats + 1) if s.profiles else None
     # Load levels come from the simulator's capacity on this machine's profiles; the
     # first profile pass gives them before any live run (and they are kept for resumes).
     wls = make_workloads(passes.provisional() if passes else rs, s.quick, trace, report_dir, s.seed)
@@ -147,7 +147,7 @@ def run_validation(
 
     if progress is not None:
         progress(done[0], total)
-    run_matrix(runner, entries, repeats, log, tick, passes.run_pass if passes else None)
+    run_matrix(runner, entries, repeats, log, tick, passes.before_run if passes else None)
     if passes is not None:
         rs = passes.finish()
         notes += passes.notes

@@ -76,7 +76,9 @@ class ProfilePasses:
     Live speed on a shared machine drifts by tens of percent over minutes, so a profile
     measured once before the live runs would be compared with runs made under other
     conditions. Instead pass ``r`` of every profile that needs measuring runs just before
-    live repeat ``r`` (:meth:`run_pass`); :meth:`finish` runs any passes left and builds
+    live repeat ``r``, or rather, spread over it: a share of pass ``r + 1`` before each live
+    run of repeat ``r`` (:meth:`before_run`; pass 0 is taken first, :meth:`provisional`,
+    to set the load levels); :meth:`finish` runs any passes left and builds
     the profiles (median over passes, stalls over 3x the fastest visit dropped). Passes are
     appended to a resumable partial file per model (:class:`~.latency.PartialLog`).
 
@@ -121,18 +123,29 @@ class ProfilePasses:
         header = model_id(model.config, s.dtype, str(model.device), s.clock)
         return PartialLog(path.with_name(path.name + ".partial.jsonl"), header)
 
-    def run_pass(self, rep: int) -> None:
-        """Measure pass ``rep`` (no-op when already taken or beyond ``passes``)."""
+    def run_pass(self, rep: int, part: int = 0, parts: int = 1) -> None:
+        """Measure part ``part`` of ``parts`` of pass ``rep``: every ``parts``-th point of
+        the grid from ``part`` on (no-op for visits already taken, or ``rep >= passes``).
+        Splitting a pass into parts lets its visits spread over a repeat's live runs."""
         if rep >= self.passes:
             return
         settings = dataclasses.replace(self.settings, repeats=rep + 1)
         for _key, model, _prof, path in self.jobs:
             points = VALIDATION_GRID.points(model.config.max_position_embeddings)
+            subset = points[part::parts]
+            if not subset:
+                continue
             log = self._log(model, path)
             try:
-                measure(model, points, settings, log, progress=False)
+                measure(model, subset, settings, log, progress=False)
             finally:
                 log.close()
+
+    def before_run(self, rep: int, index: int, count: int) -> None:
+        """Hook for the live loop: before run ``index`` of ``count`` in live repeat
+        ``rep``, take that share of profile pass ``rep + 1`` (pass 0 precedes everything,
+        :meth:`provisional`)."""
+        self.run_pass(rep + 1, index, count)
 
     def provisional(self) -> ResolvedScenario:
         """The scenario with profiles built from pass 0 alone (taken now if missing), e.g.

@@ -150,14 +150,15 @@ def run_matrix(
     repeats: int,
     log: RunLog,
     progress: Callable[[int], None] | None = None,
-    before_repeat: Callable[[int], None] | None = None,
+    before_run: Callable[[int, int, int], None] | None = None,
 ) -> None:
     """Run every (entry, repeat) not yet in ``log``, repeats interleaved (ABAB);
-    ``before_repeat(r)`` runs first in each repeat (e.g. a profile pass)."""
+    ``before_run(repeat, i, len(entries))`` runs before entry ``i`` of each repeat (e.g.
+    a share of a latency-profile pass, so profile and live runs see the same machine)."""
     for rep in range(repeats):
-        if before_repeat is not None:
-            before_repeat(rep)
-        for e in entries:
+        for i, e in enumerate(entries):
+            if before_run is not None:
+                before_run(rep, i, len(entries))
             if (e.id, rep) in log.done:
                 continue
             log.add(runner.live(e, rep))
