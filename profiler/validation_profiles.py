@@ -75,12 +75,12 @@ class ProfilePasses:
 
     Live speed on a shared machine drifts by tens of percent over minutes, so a profile
     measured once before the live runs would be compared with runs made under other
-    conditions. Instead pass ``r`` of every profile that needs measuring runs just before
-    live repeat ``r``, or rather, spread over it: a share of pass ``r + 1`` before each live
-    run of repeat ``r`` (:meth:`before_run`; pass 0 is taken first, :meth:`provisional`,
-    to set the load levels); :meth:`finish` runs any passes left and builds
-    the profiles (median over passes, stalls over 3x the fastest visit dropped). Passes are
-    appended to a resumable partial file per model (:class:`~.latency.PartialLog`).
+    conditions. Instead, pass 0 of every profile that needs measuring is taken first
+    (:meth:`provisional`, which also sets the load levels) and pass ``r + 1`` is spread over
+    live repeat ``r``: a share of its points before each live run (:meth:`before_run`).
+    :meth:`finish` takes any passes left and builds the profiles (median over passes,
+    stalls over 3x the fastest visit dropped). Visits are appended to a resumable partial
+    file per model (:class:`~.latency.PartialLog`).
 
     Args:
         rs: the scenario.
