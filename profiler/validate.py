@@ -39,7 +39,6 @@ from .validation import (
     entry_scenario,
     fingerprint,
     make_workloads,
-    pick_drafters,
 )
 from .validation_profiles import ProfilePasses, dtype_flag
 from .validation_run import RunLog, Runner, entry_rows, run_matrix, summarize
@@ -124,6 +123,7 @@ def run_validation(
     entries = list(s.entries) if s.entries is not None else build_matrix(rs, s.quick)
     repeats = s.repeats or (2 if s.quick else 3)
     trace = Path(s.trace) if s.trace else DEFAULT_TRACE
+    rs_given = rs  # the scenario's own profiles: the "as given" predictions
     passes = ProfilePasses(rs, models, report_dir, repeats + 1) if s.profiles else None
     # Load levels come from the simulator's capacity on this machine's profiles; the
     # first profile pass gives them before any live run (and they are kept for resumes).
@@ -158,7 +158,7 @@ def run_validation(
         overhead = calibrate(runner, cal_entries, report_dir, s.seed, tick)
         sim_rs = overhead.apply(sim_rs)
     predictions = {e.id: runner.predict(e, sim_rs) for e in entries}
-    uncalibrated = {e.id: runner.predict(e, rs) for e in entries}
+    uncalibrated = {e.id: runner.predict(e, rs_given) for e in entries}
     rows = entry_rows(entries, log, predictions)
     summary = summarize(rows)
     summary_uncal = summarize(entry_rows(entries, log, uncalibrated))
@@ -286,11 +286,10 @@ CALIBRATION_K = 3
 
 def calibration_entries(rs: Any) -> list[Entry]:
     """Offline runs the overheads are fitted on: plain decoding at caps 1, 4, 8, 16 and each
-    matrix drafter with a chain of 3 at caps 1, 4, 16."""
+    of the scenario's drafters (the tuner may pick any) with a chain of 3 at caps 1, 4, 16."""
     out = [Entry("offline", "none", max_num_seqs=m) for m in (1, 4, 8, 16)]
-    for d in pick_drafters(rs):
-        if d is not None:
-            out += [Entry("offline", d, k=CALIBRATION_K, max_num_seqs=m) for m in (1, 4, 16)]
+    for d in rs.drafters:
+        out += [Entry("offline", d, k=CALIBRATION_K, max_num_seqs=m) for m in (1, 4, 16)]
     return out
 
 

@@ -58,11 +58,14 @@ def dtype_flag(profile: LatencyProfile) -> str:
 
 
 def measured_here(profile: LatencyProfile) -> bool:
-    """True when the profile was measured on this device, torch and thread count."""
+    """True when the profile was measured on this device, torch and thread count, in wall
+    time (live runs are timed in wall time; a profile of thread CPU time leaves out the
+    waits a live run pays on a shared machine)."""
     here = device_info("cpu", profile.device.dtype)
     sw, mine = profile.device.software, here.software
     return (
         profile.provenance.kind == "measured"
+        and "wall clock" in profile.provenance.how
         and profile.device.kind == "cpu"
         and profile.device.name == here.name
         and sw.get("torch") == mine.get("torch")
