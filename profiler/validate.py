@@ -48,7 +48,7 @@ DEFAULT_TRACE = REPO / "traces" / "azure_llm_2023_conv.csv"
 TUNER_WORKLOAD = "offline"
 TUNER_MAX_NUM_SEQS = 8
 WARM_TOKENS = 512  # whole prefills (prompts <= 256) and verify batches (16 x 13)
-WARM_BATCH, WARM_QUERY = 16, 13  # decode/verify shapes: batch caps <= 16, 12-node trees
+WARM_BATCH, WARM_QUERY = 16, 17  # decode/verify shapes: batch caps <= 16, 16-node trees
 
 
 @dataclass(frozen=True)
