@@ -60,12 +60,19 @@ def _one_thread():
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():
-    r = TARGET_RECIPE
+    r = dataclasses.replace(TARGET_RECIPE, restarts=())
     assert lr_at(0, r) == pytest.approx(r.lr / r.warmup_steps)
     assert lr_at(r.warmup_steps - 1, r) == pytest.approx(r.lr)
     assert lr_at(r.steps, r) == pytest.approx(r.lr * r.min_lr_ratio)
     lrs = [lr_at(s, r) for s in range(r.warmup_steps, r.steps)]
     assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_restart_starts_a_new_cycle():
+    r = dataclasses.replace(TINY, steps=30, restarts=(10,), warmup_steps=2)
+    assert lr_at(9, r) < 0.2 * r.lr
+    assert lr_at(10, r) == pytest.approx(lr_at(0, r))
+    assert lr_at(11, r) == pytest.approx(r.lr)
 
 
 def test_resumed_training_equals_uninterrupted(tmp_path):
