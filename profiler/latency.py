@@ -104,9 +104,11 @@ class ProfileSettings:
     dtype: str = "bf16"
     repeats: int = 5
     warmup: int = 1
-    inner: int = 3  # timed forwards per visit; the visit's sample is the fastest
+    inner: int = 5  # timed forwards per visit; the visit's sample is the fastest
     stall_ratio: float = 1.5  # visits slower than this x the point's fastest are stalls
     clock: str = "wall"  # "wall" (Timer) or "cpu" (this thread's CPU time; 1 CPU thread)
+    max_repeats: int = 0  # extra passes over unsettled points up to this many in all
+    target_rse: float = 0.015  # a point is settled when its median's relative std error <=
     device: str = "cpu"
     seed: int = 0
 
@@ -119,6 +121,12 @@ class ProfileSettings:
             raise InputError(f"must be >= 1, got {self.repeats}", field="--repeats")
         if self.warmup < 0:
             raise InputError(f"must be >= 0, got {self.warmup}", field="--warmup")
+        if self.max_repeats < 0 or not self.target_rse > 0:
+            raise InputError(
+                f"need max-repeats >= 0 and target-rse > 0, got {self.max_repeats}, "
+                f"{self.target_rse}",
+                field="--max-repeats",
+            )
         if self.inner < 1:
             raise InputError(f"must be >= 1, got {self.inner}", field="--inner")
         if self.clock not in ("wall", "cpu"):
@@ -308,6 +316,19 @@ def clean_samples(values: list[float], stall_ratio: float) -> list[float]:
     return [v for v in values if v <= stall_ratio * floor]
 
 
+def settled(values: list[float], settings: ProfileSettings) -> bool:
+    """Enough clean visits (a majority of ``repeats``) and a median known to within
+    ``target_rse`` (relative standard error ~ 1.25 std / sqrt(n) / median)."""
+    kept = clean_samples(values, settings.stall_ratio)
+    if len(kept) < settings.repeats // 2 + 1:
+        return False
+    if len(kept) < 2:
+        return True
+    arr = np.asarray(kept)
+    rse = 1.2533 * arr.std(ddof=1) / np.sqrt(arr.size) / np.median(arr)
+    return bool(rse <= settings.target_rse)
+
+
 def measure(
     model: DecoderLM,
     points: list[Point],
@@ -318,8 +339,10 @@ def measure(
 ) -> None:
     """Take every missing visit, appending each to ``log``.
 
-    First ``repeats`` passes over all points; then up to ``repeats`` repair passes over
-    the points with fewer than a majority of clean (unstalled) visits.
+    First ``repeats`` passes over all points; then more passes, up to ``max_repeats`` in
+    all, over the points that are not yet settled (:func:`settled`): too few clean visits,
+    or a median whose relative standard error is above ``target_rse``. Cheap, noisy points
+    (small forwards on a shared CPU) so get many visits and large ones few.
 
     Args:
         model: the model, on its device and dtype.
@@ -337,7 +360,6 @@ def measure(
         for p in _pass_order(points, settings.seed, rep)
         if (*p, rep) not in log.samples
     ]
-    need = settings.repeats // 2 + 1
     max_b = max(p[0] for p in points)
     max_len = max(p[1] + p[2] for p in points)
     bench: _Bench | None = None
@@ -345,15 +367,15 @@ def measure(
     bar = tqdm(total=len(todo), desc="latency", unit="visit", disable=not progress, leave=False)
     visits = 0
     with torch.inference_mode():
-        for extra in range(settings.repeats + 1):
-            if extra > 0:  # a repair pass
-                rep = settings.repeats + extra - 1
+        # The first round is the `repeats` full passes; each later one an extra pass.
+        extra_passes = range(settings.repeats, settings.max_repeats)
+        for extra in [None, *extra_passes]:
+            if extra is not None:
                 per_point = visit_samples(log.samples, points)
                 todo = [
-                    (rep, p)
-                    for p in _pass_order(points, settings.seed, rep)
-                    if len(clean_samples(per_point[p], settings.stall_ratio)) < need
-                    and (*p, rep) not in log.samples
+                    (extra, p)
+                    for p in _pass_order(points, settings.seed, extra)
+                    if not settled(per_point[p], settings) and (*p, extra) not in log.samples
                 ]
                 bar.total += len(todo)
             if not todo:
@@ -490,7 +512,9 @@ def profile_latency(
     )
     how = (
         f"spectune profile latency: {len(points)} points x {settings.repeats} passes in "
-        f"seeded random order; per visit {settings.warmup} warm-up then {settings.inner} "
+        f"seeded random order, then passes over the points whose median's relative "
+        f"standard error was > {settings.target_rse:g}, up to {settings.max_repeats} passes "
+        f"in all; per visit {settings.warmup} warm-up then {settings.inner} "
         f"timed forward(s), the fastest kept; {clock}; KV cache prefilled with random "
         f"values; {torch.get_num_threads()} torch threads"
     )

@@ -15,6 +15,7 @@ from spectune.profiler.latency import (  # noqa: E402
     build_profile,
     clean_samples,
     profile_latency,
+    settled,
 )
 from spectune.profiler.model import ModelConfig, random_model  # noqa: E402
 from spectune.profiler.timing import device_info  # noqa: E402
@@ -124,6 +125,17 @@ def test_cpu_clock_needs_one_thread():
             ProfileSettings(clock="cpu").validate()
     finally:
         torch.set_num_threads(1)
+
+
+def test_noisy_points_get_more_visits(tmp_path, model):
+    base = ProfileSettings(repeats=3, max_repeats=6, target_rse=0.015)
+    assert settled([2.0, 2.0, 2.01], base)
+    assert not settled([2.0, 2.5, 2.2], base)  # noisy median: another pass
+    assert not settled([2.0, 9.0, 9.5], base)  # two stalls of three: too few clean visits
+    counted: list[int] = []
+    settings = ProfileSettings(dtype="fp32", repeats=2, max_repeats=4, target_rse=1e-9, inner=1)
+    profile_latency(model, "t", tmp_path / "t.yaml", GRID, settings, False, counted.append)
+    assert len(counted) == 27 * 4  # nothing settles at an impossible target: all passes run
 
 
 def test_stalled_visits_are_dropped():

@@ -47,9 +47,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--repeats", type=int, default=None, help="passes over the grid (default 5; quick 3)"
     )
     lat.add_argument(
+        "--max-repeats",
+        type=int,
+        default=None,
+        help="extra passes over points whose median is not yet settled, up to this many "
+        "passes in all (default 5x repeats; 0 = none)",
+    )
+    lat.add_argument(
+        "--target-rse",
+        type=float,
+        default=0.015,
+        help="a point is settled when its median's relative standard error is <= this",
+    )
+    lat.add_argument(
         "--warmup", type=int, default=1, help="untimed forwards at each visit of a point"
     )
-    lat.add_argument("--inner", type=int, default=3, help="timed forwards at each visit")
+    lat.add_argument(
+        "--inner", type=int, default=5, help="timed forwards per visit; the fastest is kept"
+    )
     lat.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     lat.add_argument("--seed", type=int, default=0)
     lat.add_argument(
@@ -180,6 +195,8 @@ def run_latency(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         inner=args.inner,
         clock=args.clock,
+        max_repeats=args.max_repeats if args.max_repeats is not None else 5 * repeats,
+        target_rse=args.target_rse,
         device=str(dev),
         seed=args.seed,
     )
