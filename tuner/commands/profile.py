@@ -4,6 +4,14 @@
 latency profile (resumable); ``acceptance`` measures a drafter's acceptance against a target
 on a prompt file and writes an acceptance profile; ``train-demo`` trains (or reuses) the
 byte-level demo pair. torch is imported inside the handlers only.
+
+examples:
+  spectune profile train-demo --out models/
+  spectune profile latency --model models/stdlib-byte-target --quick --threads 1 --clock cpu
+  spectune profile latency --model ctrl:0.03 --out /tmp/ctrl.yaml --batches 1,4 --query 1,5
+  spectune profile acceptance --target models/stdlib-byte-target \
+      --drafter models/stdlib-byte-drafter --prompts examples/prompts/stdlib.txt
+  spectune profile acceptance --target ctrl:0.1 --drafter self:2 --prompts p.txt --temperature 1
 """
 
 from __future__ import annotations
