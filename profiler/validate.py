@@ -40,6 +40,7 @@ from .validation import (
     fingerprint,
     make_workloads,
 )
+from .validation_acceptance import workload_acceptance
 from .validation_profiles import ProfilePasses, dtype_flag
 from .validation_run import RunLog, Runner, entry_rows, run_matrix, summarize
 
@@ -157,6 +158,10 @@ def run_validation(
     if cal_entries:
         overhead = calibrate(runner, cal_entries, report_dir, s.seed, tick)
         sim_rs = overhead.apply(sim_rs)
+        sim_rs, notes_acc = workload_acceptance(
+            sim_rs, models, prompts, wls, report_dir, s.seed + 1
+        )
+        notes += notes_acc
     predictions = {e.id: runner.predict(e, sim_rs) for e in entries}
     uncalibrated = {e.id: runner.predict(e, rs_given) for e in entries}
     rows = entry_rows(entries, log, predictions)

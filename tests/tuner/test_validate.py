@@ -172,6 +172,9 @@ def test_calibration_fits_overheads_once(scenario, tmp_path, monkeypatch):
     assert ov["engine"]["step_overhead_ms"] >= 0
     assert set(ov["drafters"]) == {"self2", "ng"}
     assert (report / "overhead.json").is_file()
+    # acceptance measured on the validation workload, per drafter
+    assert (report / "acceptance" / "self2.yaml").is_file()
+    assert any("acceptance measured on the validation workload" in n for n in result["notes"])
     assert result["summary_uncalibrated"]["num_configs"] == 1
 
     def boom(*a, **k):
