@@ -35,7 +35,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import BYTE_VOCAB, Corpus, distinct_ngram_fraction, load_corpus, random_windows
+from .data import (
+    BYTE_VOCAB,
+    Corpus,
+    distinct_ngram_fraction,
+    heldout_snippets,
+    load_corpus,
+    random_windows,
+)
 
 TARGET_NAME = "stdlib-byte-target"
 DRAFTER_NAME = "stdlib-byte-drafter"
@@ -57,7 +64,24 @@ class TrainRecipe:
     grad_clip: float = 1.0
     seed: int = 0
     distill_from: str | None = None  # "<teacher name>@<recipe digest>"; loss = KL(teacher||student)
-    restarts: tuple[int, ...] = ()  # steps where a cycle starts: fresh AdamW, warm-up, cosine
+    # Further cycles (steps, batch, seq_len), each from the previous cycle's weights with a
+    # fresh AdamW, its own warm-up and cosine decay.
+    more_stages: tuple[tuple[int, int, int], ...] = ()
+
+    def stages(self) -> list[tuple[int, int, int, int]]:
+        """(first step, steps, batch, seq_len) of every cycle."""
+        out, start = [], 0
+        for steps, batch, seq_len in [(self.steps, self.batch, self.seq_len), *self.more_stages]:
+            out.append((start, steps, batch, seq_len))
+            start += steps
+        return out
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + sum(st[0] for st in self.more_stages)
+
+    def stage_at(self, step: int) -> tuple[int, int, int, int]:
+        return [st for st in self.stages() if st[0] <= step][-1]
 
     def digest(self) -> str:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
@@ -84,14 +108,15 @@ def _llama(
     }
 
 
-# ~4.9M parameters (9.7 MB in bf16). Two cosine cycles (1000 + 3000 steps, ~2.9 epochs of
-# the 11 MB corpus): after the first the model was at 1.60 bits/byte and greedy output fell
-# into runs of spaces and "the start of the start"; the second cycle continues from there.
+# ~4.9M parameters (9.7 MB in bf16). Two cosine cycles: 1000 steps of 256-byte windows,
+# then 2000 steps of 768-byte windows (~2.3 epochs of the 11 MB corpus in all). The second
+# cycle teaches positions past 256: prompts (~300 bytes) plus generated text reach ~600,
+# and a model that saw only 256-byte windows produces garbage beyond that.
 TARGET_RECIPE = TrainRecipe(
     name=TARGET_NAME,
     model=_llama(hidden=256, layers=6, heads=4, kv_heads=2, intermediate=768),
-    steps=4000,
-    restarts=(1000,),
+    steps=1000,
+    more_stages=((2000, 12, 768),),
     batch=32,
     seq_len=256,
     lr=2e-3,
@@ -122,6 +147,9 @@ class TrainReport:
     heldout_bits_per_byte: float = float("nan")
     distinct_8gram_fraction: float = float("nan")  # mean over greedy samples; 1.0 = no loops
     distinct_8gram_min: float = float("nan")
+    distinct_8gram_code: float = float("nan")  # the same on def/class prompts
+    distinct_8gram_code_min: float = float("nan")
+    sample_code: str = ""
     train_seconds: float = 0.0
     tokens_seen: int = 0
     sample: str = ""
@@ -147,11 +175,9 @@ def logits_of(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 
 def lr_at(step: int, recipe: TrainRecipe) -> float:
-    """Linear warm-up then cosine decay to ``min_lr_ratio * lr``, in each cycle (the run
-    is one cycle unless ``recipe.restarts`` lists steps where a new cycle starts)."""
-    bounds = [0, *recipe.restarts, recipe.steps]
-    i = max(j for j in range(len(bounds) - 1) if bounds[j] <= step)
-    step, total = step - bounds[i], bounds[i + 1] - bounds[i]
+    """Linear warm-up then cosine decay to ``min_lr_ratio * lr``, in each cycle."""
+    first, total, _, _ = recipe.stage_at(step)
+    step -= first
     if step < recipe.warmup_steps:
         return recipe.lr * (step + 1) / recipe.warmup_steps
     frac = (step - recipe.warmup_steps) / max(1, total - recipe.warmup_steps)
@@ -172,7 +198,8 @@ def _optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.Optim
 
 def _batch(corpus_part: np.ndarray, recipe: TrainRecipe, step: int) -> torch.Tensor:
     rng = np.random.default_rng(np.random.SeedSequence([recipe.seed, step]))
-    return torch.from_numpy(random_windows(corpus_part, recipe.batch, recipe.seq_len + 1, rng))
+    _, _, batch, seq_len = recipe.stage_at(step)
+    return torch.from_numpy(random_windows(corpus_part, batch, seq_len + 1, rng))
 
 
 def _loss(
@@ -240,12 +267,22 @@ def greedy_bytes(model: torch.nn.Module, prompt: bytes, new_tokens: int) -> list
 
 
 def loop_metric(
-    model: torch.nn.Module, corpus: Corpus, new_tokens: int = 256
+    model: torch.nn.Module, corpus: Corpus, new_tokens: int = 256, code: bool = False
 ) -> tuple[float, float, str]:
-    """Mean and min distinct-8-gram fraction of greedy continuations, and one sample."""
+    """Mean and min distinct-8-gram fraction of greedy continuations, and one sample.
+
+    Prompts: 8 held-out snippets starting at random line starts (comments, docstrings,
+    code alike), or with ``code`` 8 held-out ``def``/``class`` snippets of ~300 bytes
+    like examples/prompts/stdlib.txt.
+    """
     model.eval()
     fracs, sample = [], ""
-    for i, prompt in enumerate(heldout_prompts(corpus)):
+    prompts = (
+        [s.encode() for s in heldout_snippets(corpus, n=8, seed=1)]
+        if code
+        else heldout_prompts(corpus)
+    )
+    for i, prompt in enumerate(prompts):
         toks = greedy_bytes(model, prompt, new_tokens)
         fracs.append(distinct_ngram_fraction(toks, 8))
         if i == 0:
@@ -289,9 +326,9 @@ def train_model(
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         start, elapsed_s = int(state["step"]), float(state["elapsed_s"])
-        if start not in recipe.restarts:  # a new cycle starts with a fresh optimizer anyway
+        if start != recipe.stage_at(start)[0]:  # a new cycle starts with a fresh optimizer
             opt.load_state_dict(state["opt"])
-        log(f"[{recipe.name}] resumed at step {start}/{recipe.steps}")
+        log(f"[{recipe.name}] resumed at step {start}/{recipe.total_steps}")
 
     def save(step: int) -> None:
         tmp = state_path.with_suffix(".pt.tmp")
@@ -301,14 +338,16 @@ def train_model(
 
     n_params = sum(p.numel() for p in model.parameters())
     log(
-        f"[{recipe.name}] {n_params / 1e6:.2f}M params, {recipe.steps} steps of "
-        f"{recipe.batch}x{recipe.seq_len} bytes, state {state_path}"
+        f"[{recipe.name}] {n_params / 1e6:.2f}M params, cycles (steps, batch, bytes) "
+        f"{[st[1:] for st in recipe.stages()]}, state {state_path}"
     )
     model.train()
     last_save = time.monotonic()
     t_prev, ema = time.monotonic(), None
-    for step in range(start, recipe.steps):
-        if step in recipe.restarts and step > 0:
+    tokens_done = sum(min(n, max(0, start - first)) * b * t for first, n, b, t in recipe.stages())
+    for step in range(start, recipe.total_steps):
+        first, _, batch, seq_len = recipe.stage_at(step)
+        if step == first and step > 0:
             opt = _optimizer(model, recipe)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, recipe)
@@ -322,20 +361,23 @@ def train_model(
         t_prev = now
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
         done = step + 1
-        if done % 25 == 0 or done == recipe.steps:
-            tok_s = done * recipe.batch * recipe.seq_len / max(elapsed_s, 1e-9)
+        tokens_done += batch * seq_len
+        if done % 25 == 0 or done == recipe.total_steps:
+            tok_s = tokens_done / max(elapsed_s, 1e-9)
             log(
-                f"[{recipe.name}] step {done}/{recipe.steps} loss {ema:.4f} "
+                f"[{recipe.name}] step {done}/{recipe.total_steps} loss {ema:.4f} "
                 f"lr {lr_at(step, recipe):.2e} {elapsed_s:.0f}s ({tok_s:.0f} tok/s avg)"
             )
-        if done % 500 == 0 and done < recipe.steps and evaluate:
+        if done % 500 == 0 and done < recipe.total_steps and evaluate:
             mean_frac, min_frac, _ = loop_metric(model, corpus, new_tokens=128)
+            code_frac, _, _ = loop_metric(model, corpus, new_tokens=128, code=True)
             log(
                 f"[{recipe.name}] heldout loss {heldout_loss(model, corpus):.4f} nats/byte, "
-                f"distinct 8-grams (128 greedy bytes) {mean_frac:.3f} (min {min_frac:.3f})"
+                f"distinct 8-grams in 128 greedy bytes: line starts {mean_frac:.3f} "
+                f"(min {min_frac:.3f}), def/class prompts {code_frac:.3f}"
             )
         interrupted = stop_after is not None and done - start >= stop_after
-        if now - last_save > save_every_s or done == recipe.steps or interrupted:
+        if now - last_save > save_every_s or done == recipe.total_steps or interrupted:
             save(done)
             last_save = time.monotonic()
             t_prev = last_save  # saving time is not training time
@@ -344,7 +386,7 @@ def train_model(
 
     report = TrainReport(recipe=dataclasses.asdict(recipe), recipe_digest=recipe.digest())
     report.train_seconds = round(elapsed_s, 1)
-    report.tokens_seen = recipe.steps * recipe.batch * recipe.seq_len
+    report.tokens_seen = sum(n * b * t for _, n, b, t in recipe.stages())
     if not evaluate:
         return model, report
     report.heldout_loss_nats = round(heldout_loss(model, corpus), 4)
@@ -352,10 +394,14 @@ def train_model(
     mean_frac, min_frac, sample = loop_metric(model, corpus)
     report.distinct_8gram_fraction = round(mean_frac, 4)
     report.distinct_8gram_min = round(min_frac, 4)
+    code_frac, code_min, report.sample_code = loop_metric(model, corpus, code=True)
+    report.distinct_8gram_code = round(code_frac, 4)
+    report.distinct_8gram_code_min = round(code_min, 4)
     report.sample = sample
     log(
         f"[{recipe.name}] done: heldout {report.heldout_bits_per_byte} bits/byte, "
-        f"distinct 8-grams {mean_frac:.3f} (min {min_frac:.3f}), {elapsed_s:.0f}s"
+        f"distinct 8-grams: line starts {mean_frac:.3f} (min {min_frac:.3f}), def/class "
+        f"prompts {code_frac:.3f} (min {code_min:.3f}), {elapsed_s:.0f}s"
     )
     return model, report
 

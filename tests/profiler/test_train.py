@@ -60,7 +60,7 @@ def _one_thread():
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():
-    r = dataclasses.replace(TARGET_RECIPE, restarts=())
+    r = dataclasses.replace(TARGET_RECIPE, more_stages=())
     assert lr_at(0, r) == pytest.approx(r.lr / r.warmup_steps)
     assert lr_at(r.warmup_steps - 1, r) == pytest.approx(r.lr)
     assert lr_at(r.steps, r) == pytest.approx(r.lr * r.min_lr_ratio)
@@ -68,20 +68,27 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
     assert all(a >= b for a, b in itertools.pairwise(lrs))
 
 
-def test_restart_starts_a_new_cycle():
-    r = dataclasses.replace(TINY, steps=30, restarts=(10,), warmup_steps=2)
+def test_later_stage_starts_a_new_cycle_with_its_own_windows():
+    r = dataclasses.replace(TINY, steps=10, more_stages=((20, 2, 64),), warmup_steps=2)
+    assert r.total_steps == 30
     assert lr_at(9, r) < 0.2 * r.lr
     assert lr_at(10, r) == pytest.approx(lr_at(0, r))
     assert lr_at(11, r) == pytest.approx(r.lr)
+    from spectune.profiler.train import _batch
+
+    assert tuple(_batch(CORPUS.train, r, 9).shape) == (4, 33)
+    assert tuple(_batch(CORPUS.train, r, 10).shape) == (2, 65)
 
 
-def test_resumed_training_equals_uninterrupted(tmp_path):
-    full, _ = train_model(TINY, CORPUS, tmp_path / "a", log=lambda s: None, evaluate=False)
+@pytest.mark.parametrize("stop", [5, 12, 14])  # mid cycle 1, at the boundary, mid cycle 2
+def test_resumed_training_equals_uninterrupted(tmp_path, stop):
+    recipe = dataclasses.replace(TINY, more_stages=((4, 2, 48),))
+    full, _ = train_model(recipe, CORPUS, tmp_path / "a", log=lambda s: None, evaluate=False)
     work = tmp_path / "b"
-    train_model(TINY, CORPUS, work, log=lambda s: None, evaluate=False, stop_after=5)
+    train_model(recipe, CORPUS, work, log=lambda s: None, evaluate=False, stop_after=stop)
     lines: list[str] = []
-    resumed, _ = train_model(TINY, CORPUS, work, log=lines.append, evaluate=False)
-    assert any("resumed at step 5/12" in s for s in lines)
+    resumed, _ = train_model(recipe, CORPUS, work, log=lines.append, evaluate=False)
+    assert any(f"resumed at step {stop}/16" in s for s in lines)
     for (name, a), (_, b) in zip(
         full.state_dict().items(), resumed.state_dict().items(), strict=True
     ):
@@ -99,7 +106,8 @@ def test_training_lowers_loss_and_reports_loop_metric(tmp_path):
     _, report = train_model(recipe, CORPUS, tmp_path / "t", log=lambda s: None)
     assert report.heldout_loss_nats < heldout_loss(untrained, CORPUS, n=8) - 0.5
     assert 0.0 < report.distinct_8gram_min <= report.distinct_8gram_fraction <= 1.0
-    assert report.sample  # a decoded greedy continuation
+    assert 0.0 < report.distinct_8gram_code_min <= report.distinct_8gram_code <= 1.0
+    assert report.sample and report.sample_code  # decoded greedy continuations
 
 
 def test_train_demo_exports_bytes_checkpoints_and_caches(tmp_path, monkeypatch):
