@@ -158,16 +158,16 @@ def run_validation(
     if cal_entries:
         overhead = calibrate(runner, cal_entries, report_dir, s.seed, tick)
         sim_rs = overhead.apply(sim_rs)
-        sim_rs, notes_acc = workload_acceptance(
+        sim_rs, notes_acc, runner.per_chain = workload_acceptance(
             sim_rs, models, prompts, wls, report_dir, s.seed + 1
         )
         notes += notes_acc
+    runner.rs_sim = sim_rs
     predictions = {e.id: runner.predict(e, sim_rs) for e in entries}
     uncalibrated = {e.id: runner.predict(e, rs_given) for e in entries}
     rows = entry_rows(entries, log, predictions)
     summary = summarize(rows)
     summary_uncal = summarize(entry_rows(entries, log, uncalibrated))
-    runner.rs_sim = sim_rs
     tuner = tuner_check(runner, rows, log, s, tick) if s.tuner else None
     if tuner is not None:
         summary["tuner_pick_ratio"] = tuner["ratio"]

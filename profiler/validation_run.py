@@ -108,6 +108,7 @@ class Runner:
     seed: int = 0
     realtime: bool = True
     rs_sim: ResolvedScenario | None = None  # the scenario predictions use (calibrated)
+    per_chain: dict | None = None  # drafter -> k -> per-position acceptance replayed at k
 
     def scenario(self, e: Entry) -> ResolvedScenario:
         return entry_scenario(self.rs, self.workloads, e)
@@ -139,8 +140,14 @@ class Runner:
         }
 
     def predict(self, e: Entry, rs: ResolvedScenario | None = None) -> dict[str, Any]:
-        """Simulate ``e`` on ``rs`` (default: the base scenario)."""
-        res = simulate(entry_scenario(rs or self.rs, self.workloads, e), self.seed)
+        """Simulate ``e`` on ``rs`` (default: the base scenario); a chain's acceptance is
+        the one replayed at its k when measured (:mod:`.validation_acceptance`)."""
+        rs = rs or self.rs
+        if self.per_chain and e.drafter != "none" and e.tree is None and rs is self.rs_sim:
+            from .validation_acceptance import for_chain
+
+            rs = for_chain(rs, e.drafter, e.k, self.per_chain)
+        res = simulate(entry_scenario(rs, self.workloads, e), self.seed)
         return {"predicted": key_metrics(res.metrics), "warnings": res.metrics["warnings"]}
 
 
