@@ -110,6 +110,7 @@ def test_training_lowers_loss_and_reports_loop_metric(tmp_path):
     assert report.sample and report.sample_code  # decoded greedy continuations
 
 
+@pytest.mark.slow
 def test_train_demo_exports_bytes_checkpoints_and_caches(tmp_path, monkeypatch):
     import spectune.profiler.train as train
 
