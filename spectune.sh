@@ -13,9 +13,14 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
     echo "spectune: setting up $VENV (first run only, about a minute)..." >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-    # torch is pinned (2.13.0, CPU wheel); see pyproject.toml.
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[torch,dev]" 2>&1 \
-        | grep -vE "^WARNING: Location .* is ignored" >&2 || true
+    # torch is pinned (2.13.0, CPU wheel); see pyproject.toml. The log is kept; it is
+    # printed only when the install fails.
+    if ! "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[torch,dev]" \
+            > "$VENV/install.log" 2>&1; then
+        tail -n 30 "$VENV/install.log" >&2
+        echo "spectune: install failed (full log: $VENV/install.log)" >&2
+        exit 1
+    fi
     "$VENV/bin/python" -c "import spectune.simulator, torch" >/dev/null
     echo "$want" > "$STAMP"
 fi
