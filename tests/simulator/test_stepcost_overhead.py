@@ -20,9 +20,7 @@ def test_per_sequence_overhead_scales_with_batch():
 def test_fused_prefill_pays_marginal_cost_separate_pays_full():
     chunks = [(10, 0), (20, 0)]
     fused = StepCost(LAT, overhead_per_seq_ms=0.5).mixed_ms(2, 50.0, chunks)
-    separate = StepCost(LAT, overhead_per_seq_ms=0.5, fused_prefill=False).mixed_ms(
-        2, 50.0, chunks
-    )
+    separate = StepCost(LAT, overhead_per_seq_ms=0.5, fused_prefill=False).mixed_ms(2, 50.0, chunks)
     decode = 2.0 + 0.1 * 2
     overhead = 0.5 * (2 + 2)  # two decoding sequences + two chunks
     assert fused == pytest.approx(overhead + decode + (0.1 * 9) + (0.1 * 19))
