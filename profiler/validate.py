@@ -217,6 +217,7 @@ def tuner_check(
     tick: Callable[[int], None],
 ) -> dict[str, Any] | None:
     """Run ``recommend``'s search, then its pick and the best live entry, interleaved."""
+    from spectune.simulator.schema import Slo
     from spectune.tuner.search import SearchSettings, run_search
 
     pool = [
@@ -229,9 +230,11 @@ def tuner_check(
     best_row = max(pool, key=lambda r: r["measured"]["throughput_tok_per_s"])
     plain = Entry(TUNER_WORKLOAD, "none", max_num_seqs=TUNER_MAX_NUM_SEQS)
     base = entry_scenario(runner.rs_sim or runner.rs, runner.workloads, plain)
-    # The batch cap stays the matrix's (the comparison is under one workload and cap).
+    # The batch cap stays the matrix's (the comparison is under one workload and cap), and
+    # the comparison is on throughput alone: the scenario's SLOs do not constrain the pick.
     search = base.scenario.search.model_copy(update={"max_num_seqs": []})
-    base = dataclasses.replace(base, scenario=base.scenario.model_copy(update={"search": search}))
+    scenario = base.scenario.model_copy(update={"search": search, "slo": Slo()})
+    base = dataclasses.replace(base, scenario=scenario)
     t0 = time.perf_counter()
     outcome = run_search(
         base,
