@@ -184,16 +184,14 @@ def run(args: argparse.Namespace) -> int:
 
     raw_prompts = read_prompts(args.prompts)  # InputError: missing / empty / malformed
 
-    import torch
-
     from spectune.profiler.data import decode, tokenize_prompts
     from spectune.profiler.demo import load_model
     from spectune.profiler.drafters import ModelDrafter, NgramDrafter
     from spectune.profiler.engine import SpecEngine
+    from spectune.profiler.runtime import resolve_device, set_threads
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    set_threads(args.threads)
+    device = resolve_device(args.device)
     target = load_model(args.target, args.dtype, device)
     tcfg = target.model.config
     prompts = tokenize_prompts(raw_prompts, target.tokenizer, tcfg.vocab_size, args.prompts)

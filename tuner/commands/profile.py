@@ -3,7 +3,7 @@
 ``latency`` times real forward passes over batch × query tokens × context and writes a
 latency profile (resumable); ``acceptance`` measures a drafter's acceptance against a target
 on a prompt file and writes an acceptance profile; ``train-demo`` trains (or reuses) the
-byte-level demo pair. torch is imported inside the handlers only.
+byte-level demo pair. torch stays in profiler/ (profiler.runtime etc.), imported by the handlers.
 
 examples:
   spectune profile train-demo --out models/
@@ -17,7 +17,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -131,59 +130,7 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return 2
 
 
-def slug(text: str) -> str:
-    """``AMD EPYC 9R14 (2 threads)`` -> ``amd-epyc-9r14-2-threads``."""
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
-
-
-def _device(name: str | None):  # -> torch.device
-    import torch
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}", field="--device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA is not available on this machine", field="--device")
-    return dev
-
-
-def device_slug(dev, threads: int) -> str:
-    """Folder name under hwprofiles/: ``cpu-<cpu model>-<N>t`` or ``<gpu name>``."""
-    if dev.type == "cuda":
-        import torch
-
-        return slug(torch.cuda.get_device_name(dev))
-    import platform
-
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1]
-                break
-    except OSError:
-        pass
-    return f"cpu-{slug(cpu)}-{threads}t"
-
-
-# --------------------------------------------------------------------------- latency
-
-
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"must be >= 1, got {threads}", field="--threads")
-        torch.set_num_threads(threads)
-
-
 def run_latency(args: argparse.Namespace) -> int:
-    import torch
-
     from spectune.profiler.demo import load_model
     from spectune.profiler.latency import (
         FULL_GRID,
@@ -193,9 +140,10 @@ def run_latency(args: argparse.Namespace) -> int:
         parse_int_list,
         profile_latency,
     )
+    from spectune.profiler.runtime import device_slug, resolve_device, set_threads
 
-    _set_threads(args.threads)
-    dev = _device(args.device)
+    threads = set_threads(args.threads)
+    dev = resolve_device(args.device)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     settings = ProfileSettings(
         dtype=args.dtype,
@@ -225,7 +173,7 @@ def run_latency(args: argparse.Namespace) -> int:
     out = (
         Path(args.out)
         if args.out
-        else Path("hwprofiles") / device_slug(dev, torch.get_num_threads()) / f"{name}.yaml"
+        else Path("hwprofiles") / device_slug(dev, threads) / f"{name}.yaml"
     )
     t0 = time.perf_counter()
     profile = profile_latency(
@@ -280,11 +228,12 @@ def run_acceptance(args: argparse.Namespace) -> int:
     from spectune.profiler.acceptance import build_profile, measure_acceptance
     from spectune.profiler.data import read_prompts, tokenize_prompts
     from spectune.profiler.demo import load_model
+    from spectune.profiler.runtime import set_threads
     from spectune.simulator.schema import dump_yaml
 
     if not args.temperature >= 0:
         raise InputError(f"must be >= 0, got {args.temperature}", field="--temperature")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     prompts = read_prompts(args.prompts)
     target = load_model(args.target, dtype=args.dtype)
     drafter = _drafter_spec(args.drafter, target.model, args.dtype)
