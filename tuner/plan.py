@@ -4,9 +4,9 @@ Method. At an arrival rate λ the scenario's workload is replaced by ``requests`
 (default 500) arriving as a Poisson process at λ, with the scenario's lengths (the first
 rows of its trace, or its length distributions); the seed is the same at every rate, so
 rates differ only by the time scale of one arrival pattern (common random numbers). A
-replica *sustains* λ when the config's p99 of each SLO-bounded metric (TTFT, TPOT, E2E) is
-within its bound — queueing shows up in TTFT/E2E, so a bound on one of them also rules
-out rates the replica cannot keep up with.
+replica *sustains* λ when the config's ``slo.percentile`` (p99 by default) of each
+SLO-bounded metric (TTFT, TPOT, E2E) is within its bound — queueing shows up in TTFT/E2E,
+so a bound on one of them also rules out rates the replica cannot keep up with.
 
 At each rate the candidates are plain decoding plus, per drafter, the best chain k and
 the best tree of the search space priced by the DES's step-cost model at the batch size

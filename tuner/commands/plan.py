@@ -21,9 +21,9 @@ examples:
   spectune plan examples/azure-conv-h100.yaml --json --plot capacity.png
   spectune plan examples/azure-code-h100.yaml --set slo.tpot_s=0.03 --requests 1000
 
-A rate is sustained when the p99 of every SLO-bounded metric is within its bound, with
-requests arriving as a Poisson process (lengths from the scenario). Replicas assume an
-even random split of the traffic (each replica sees a Poisson stream).
+A rate is sustained when the slo.percentile (p99 by default) of every SLO-bounded metric is
+within its bound, with requests arriving as a Poisson process (lengths from the scenario).
+Replicas assume an even random split of the traffic (each replica sees a Poisson stream).
 """
 
 
@@ -93,7 +93,7 @@ def to_json(res: PlanResult) -> dict[str, Any]:
 def render(rs: Any, res: PlanResult) -> str:
     slo = rs.scenario.slo
     bounds = ", ".join(
-        f"p99 {name} <= {v:g} s"
+        f"p{slo.percentile} {name} <= {v:g} s"
         for name, v in (("TTFT", slo.ttft_s), ("TPOT", slo.tpot_s), ("E2E", slo.e2e_s))
         if v
     )
