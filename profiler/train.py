@@ -63,25 +63,23 @@ class TrainRecipe:
     grad_clip: float = 1.0
     seed: int = 0
     distill_from: str | None = None  # "<teacher name>@<recipe digest>"; loss = KL(teacher||student)
-    # Further cycles (steps, batch, seq_len[, ditto weight]), each from the previous cycle's
-    # weights with a fresh AdamW, its own warm-up and cosine decay; a DITTO weight > 0 adds
-    # batch // 3 repeated-line windows per step with that weight (profiler/ditto.py).
-    more_stages: tuple[tuple[float, ...], ...] = ()
+    # Further cycles (steps, batch, seq_len), each from the previous cycle's weights with a
+    # fresh AdamW, its own warm-up and cosine decay.
+    more_stages: tuple[tuple[int, int, int], ...] = ()
 
-    def stages(self) -> list[tuple[int, int, int, int, float]]:
-        """(first step, steps, batch, seq_len, ditto weight) of every cycle."""
+    def stages(self) -> list[tuple[int, int, int, int]]:
+        """(first step, steps, batch, seq_len) of every cycle."""
         out, start = [], 0
-        for st in [(self.steps, self.batch, self.seq_len), *self.more_stages]:
-            steps, batch, seq_len = (int(x) for x in st[:3])
-            out.append((start, steps, batch, seq_len, float(st[3]) if len(st) > 3 else 0.0))
+        for steps, batch, seq_len in [(self.steps, self.batch, self.seq_len), *self.more_stages]:
+            out.append((start, steps, batch, seq_len))
             start += steps
         return out
 
     @property
     def total_steps(self) -> int:
-        return self.steps + sum(int(st[0]) for st in self.more_stages)
+        return self.steps + sum(st[0] for st in self.more_stages)
 
-    def stage_at(self, step: int) -> tuple[int, int, int, int, float]:
+    def stage_at(self, step: int) -> tuple[int, int, int, int]:
         return [st for st in self.stages() if st[0] <= step][-1]
 
     def digest(self) -> str:
@@ -195,22 +193,8 @@ def _optimizer(model: torch.nn.Module, recipe: TrainRecipe) -> torch.optim.Optim
 
 def _batch(corpus_part: np.ndarray, recipe: TrainRecipe, step: int) -> torch.Tensor:
     rng = np.random.default_rng(np.random.SeedSequence([recipe.seed, step]))
-    _, _, batch, seq_len, _ = recipe.stage_at(step)
+    _, _, batch, seq_len = recipe.stage_at(step)
     return torch.from_numpy(random_windows(corpus_part, batch, seq_len + 1, rng))
-
-
-def _ditto_term(
-    model: torch.nn.Module, corpus_part: np.ndarray, recipe: TrainRecipe, step: int
-) -> torch.Tensor:
-    """The stage's DITTO weight times the DITTO loss on repeated-line windows."""
-    from .ditto import ditto_loss, repeated_line_batch
-
-    _, _, batch, seq_len, weight = recipe.stage_at(step)
-    rng = np.random.default_rng(np.random.SeedSequence([recipe.seed, step, 1]))
-    ids, periods = repeated_line_batch(corpus_part, max(1, batch // 3), seq_len + 1, rng)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = logits_of(model, ids[:, :-1])
-    return weight * ditto_loss(logits, ids, periods)
 
 
 def _loss(
@@ -282,18 +266,14 @@ def train_model(
     model.train()
     last_save = time.monotonic()
     t_prev, ema = time.monotonic(), None
-    tokens_done = sum(
-        min(n, max(0, start - first)) * b * t for first, n, b, t, _ in recipe.stages()
-    )
+    tokens_done = sum(min(n, max(0, start - first)) * b * t for first, n, b, t in recipe.stages())
     for step in range(start, recipe.total_steps):
-        first, _, batch, seq_len, ditto = recipe.stage_at(step)
+        first, _, batch, seq_len = recipe.stage_at(step)
         if step == first and step > 0:
             opt = _optimizer(model, recipe)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, recipe)
         loss = _loss(model, _batch(corpus.train, recipe, step), teacher)
-        if ditto > 0:
-            loss = loss + _ditto_term(model, corpus.train, recipe, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
@@ -328,7 +308,7 @@ def train_model(
 
     report = TrainReport(recipe=dataclasses.asdict(recipe), recipe_digest=recipe.digest())
     report.train_seconds = round(elapsed_s, 1)
-    report.tokens_seen = sum(n * b * t for _, n, b, t, _ in recipe.stages())
+    report.tokens_seen = sum(n * b * t for _, n, b, t in recipe.stages())
     if not evaluate:
         return model, report
     report.heldout_loss_nats = round(heldout_loss(model, corpus), 4)

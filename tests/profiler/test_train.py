@@ -167,19 +167,3 @@ def test_read_prompts_formats(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(InputError, match="holds no prompt"):
         read_prompts(empty)
-
-
-def test_ditto_batch_repeats_one_line_and_loss_matches_formula():
-    from spectune.profiler.ditto import ditto_loss, repeated_line_batch
-
-    rng = np.random.default_rng(0)
-    ids, periods = repeated_line_batch(CORPUS.train, 3, 100, rng)
-    for row, period in zip(ids.tolist(), periods.tolist(), strict=True):
-        assert row[period:] == row[:-period] and row[period - 1] == ord("\n")
-    # Uniform predictions: p_n = p_{n-1} = 1/V everywhere, so each term is -log(1 - p/2).
-    vocab = 256
-    logits = torch.zeros(3, 99, vocab, requires_grad=True)
-    loss = ditto_loss(logits, ids, periods, lam=0.5)
-    assert loss.item() == pytest.approx(-np.log(1 - 0.5 / vocab), rel=1e-4)
-    loss.backward()
-    assert logits.grad is not None and float(logits.grad.abs().sum()) > 0
