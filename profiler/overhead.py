@@ -10,17 +10,21 @@ runs a validation is scored on), and fits the simulator's overhead terms:
 - engine: ``serving.step_overhead_ms + serving.step_overhead_per_seq_ms × B`` from plain
   decoding steps, where the host part of a step is ``total − verify − prefill`` (engine
   timers) plus the driver's time between steps;
-- per drafter: ``step_overhead_ms + step_overhead_per_seq_ms × B`` (DrafterSpec fields)
-  from its speculative steps, as the host part of the step minus the engine's fitted
+- per drafter: ``step_overhead_ms + (step_overhead_per_seq_ms + step_overhead_per_pass_seq_ms
+  × passes + step_overhead_per_node_seq_ms × nodes) × B`` (DrafterSpec fields; passes =
+  the drafter's forwards or n-gram lookups per sequence per step,
+  :func:`~spectune.simulator.stepcost.draft_passes`; nodes = drafted tokens) from its
+  speculative steps at several draft shapes, as the host part of the step minus the engine's fitted
   overhead, plus the drafting time the drafter's forwards do not explain
   (``draft_ms`` − the drafter's profiled passes; all of ``draft_ms`` for n-grams, which
   run no model), plus the verify forward's excess over the target's profile (a verify
   right after drafting runs on caches the drafter's passes have cooled, unlike the
   profile's back-to-back forwards).
 
-Each fit is a least-squares line over the per-batch-size medians of decode-only steps
-(steps with a prefill are excluded: their host work is booked with the prefill), clipped
-at zero. Units: milliseconds.
+Each fit is a least-squares fit over the per-(batch size, draft shape) medians of decode-only
+steps (steps with a prefill are excluded: their host work is booked with the prefill),
+with every coefficient kept >= 0. Units: milliseconds. An n-gram drafter's lookups are
+all in its fitted terms, so its ``draft_ms_per_token`` is set to 0 when they apply.
 """
 
 from __future__ import annotations
@@ -30,23 +34,67 @@ from typing import Any
 
 import numpy as np
 
+from spectune.simulator.api import tree_level_queries
 from spectune.simulator.latency import LatencyModel
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
+from spectune.simulator.stepcost import draft_passes
+from spectune.simulator.tree import Tree
 
 from .serve import StepLog
 
 
 @dataclass(frozen=True)
 class LineFit:
-    """``base_ms + per_seq_ms × batch`` with its fit quality."""
+    """``base_ms + (per_seq_ms + per_pass_seq_ms × passes + per_node_seq_ms × nodes) ×
+    batch`` with its fit quality."""
 
     base_ms: float
     per_seq_ms: float
     steps: int
     rmse_ms: float
+    per_pass_seq_ms: float = 0.0
+    per_node_seq_ms: float = 0.0
 
-    def at(self, batch: np.ndarray | float) -> np.ndarray | float:
-        return self.base_ms + self.per_seq_ms * batch
+    def at(
+        self,
+        batch: np.ndarray | float,
+        passes: np.ndarray | float = 0,
+        nodes: np.ndarray | float = 0,
+    ) -> np.ndarray | float:
+        per_seq = self.per_seq_ms + self.per_pass_seq_ms * passes + self.per_node_seq_ms * nodes
+        return self.base_ms + per_seq * batch
+
+
+def fit_shapes(batch: np.ndarray, passes: np.ndarray, nodes: np.ndarray, ms: np.ndarray) -> LineFit:
+    """Least squares of ``ms`` on (1, batch, batch × passes, batch × nodes) over the
+    medians of each (batch, passes, nodes) group, every coefficient >= 0 (the best fit over
+    the subsets of terms whose unconstrained fit is non-negative). One draft shape only:
+    :func:`fit_line`."""
+    keys = list(zip(batch.tolist(), passes.tolist(), nodes.tolist(), strict=True))
+    groups = sorted(set(keys))
+    if len({g[1:] for g in groups}) < 2:
+        return fit_line(batch, ms)
+    g_arr = np.array(groups, dtype=float)
+    key_arr = np.array(keys, dtype=float)
+    med = np.array([np.median(ms[(key_arr == g).all(1)]) for g in g_arr])
+    b, q, n = g_arr.T
+    cols = np.stack([np.ones_like(b), b, b * q, b * n], axis=1)
+    best, best_rss = np.zeros(4), float(np.sum(med**2))
+    for mask in range(1, 16):
+        use = [i for i in range(4) if mask >> i & 1]
+        if len(use) > len(groups):
+            continue
+        coef, *_ = np.linalg.lstsq(cols[:, use], med, rcond=None)
+        if np.any(coef < 0):
+            continue
+        full = np.zeros(4)
+        full[use] = coef
+        rss = float(np.sum((med - cols @ full) ** 2))
+        if rss < best_rss - 1e-15:
+            best, best_rss = full, rss
+    rmse = float(np.sqrt(best_rss / len(groups)))
+    c = [float(x) for x in best]
+    return LineFit(c[0], c[1], int(batch.size), rmse, c[2], c[3])
 
 
 def fit_line(batch: np.ndarray, ms: np.ndarray) -> LineFit:
@@ -81,6 +129,8 @@ class OverheadProfile:
             return {
                 "step_overhead_ms": round(f.base_ms, 4),
                 "step_overhead_per_seq_ms": round(f.per_seq_ms, 4),
+                "step_overhead_per_pass_seq_ms": round(f.per_pass_seq_ms, 4),
+                "step_overhead_per_node_seq_ms": round(f.per_node_seq_ms, 4),
                 "steps": f.steps,
                 "rmse_ms": round(f.rmse_ms, 4),
             }
@@ -96,7 +146,12 @@ class OverheadProfile:
     def from_dict(cls, d: dict[str, Any]) -> OverheadProfile:
         def line(x: dict[str, Any]) -> LineFit:
             return LineFit(
-                x["step_overhead_ms"], x["step_overhead_per_seq_ms"], x["steps"], x["rmse_ms"]
+                x["step_overhead_ms"],
+                x["step_overhead_per_seq_ms"],
+                x["steps"],
+                x["rmse_ms"],
+                x.get("step_overhead_per_pass_seq_ms", 0.0),
+                x.get("step_overhead_per_node_seq_ms", 0.0),
             )
 
         return cls(
@@ -112,13 +167,17 @@ class OverheadProfile:
             step_overhead_ms=self.engine.base_ms,
             step_overhead_per_seq_ms=self.engine.per_seq_ms,
         )
-        return with_drafter_fields(
-            out,
-            {
-                name: {"step_overhead_ms": f.base_ms, "step_overhead_per_seq_ms": f.per_seq_ms}
-                for name, f in self.drafters.items()
-            },
-        )
+        fields: dict[str, dict[str, Any]] = {}
+        for name, f in self.drafters.items():
+            fields[name] = {
+                "step_overhead_ms": f.base_ms,
+                "step_overhead_per_seq_ms": f.per_seq_ms,
+                "step_overhead_per_pass_seq_ms": f.per_pass_seq_ms,
+                "step_overhead_per_node_seq_ms": f.per_node_seq_ms,
+            }
+            if rs.drafters[name].spec.kind == "ngram":  # lookups are in the fitted terms
+                fields[name]["draft_ms_per_token"] = 0.0
+        return with_drafter_fields(out, fields)
 
 
 def with_drafter_fields(
@@ -192,7 +251,7 @@ def draft_forward_ms(
 
 def fit_overheads(
     plain: list[StepLog],
-    spec: dict[str, list[tuple[StepLog, tuple[int, ...]]]],
+    spec: dict[str, list[tuple[StepLog, Tree]]],
     rs: ResolvedScenario,
     how: str = "",
 ) -> OverheadProfile:
@@ -200,9 +259,10 @@ def fit_overheads(
 
     Args:
         plain: step logs of plain-decoding calibration runs.
-        spec: per drafter name, step logs of its calibration runs with the query tokens of
-            each draft pass (chain of k: ``(1,) * k``).
-        rs: the scenario (drafters' kinds and latency profiles).
+        spec: per drafter name, step logs of its calibration runs with the draft shape each
+            ran (``Tree.chain(k)`` for a chain).
+        rs: the scenario as the live engine runs it (drafters' kinds, latency profiles and
+            ``tree_draft``: :func:`live_engine_model`).
         how: provenance text.
     """
     target = LatencyModel.from_profile(rs.target)
@@ -214,8 +274,9 @@ def fit_overheads(
     drafters: dict[str, LineFit] = {}
     for name, runs in spec.items():
         rd = rs.drafters[name]
-        bs, extra, dratio = [], [], []
-        for log, levels in runs:
+        bs, ps, ns, extra, dratio = [], [], [], [], []
+        for log, tree in runs:
+            levels = tree_level_queries(tree.width_per_depth(), rd.spec.tree_draft)
             s = decode_steps(log)
             explained = draft_forward_ms(rd, rs, s, levels)
             vr = verify_ratios(target, s)
@@ -227,10 +288,12 @@ def fit_overheads(
                 host_ms(s) - engine.at(s["batch"]) + s["draft_ms"] - explained + verify_excess
             )
             bs.append(s["batch"])
+            ps.append(np.full(len(s["batch"]), draft_passes(rd.spec.kind, tree)))
+            ns.append(np.full(len(s["batch"]), tree.num_nodes))
             verify_ratio.append(vr)
             if rd.spec.kind != "ngram":
                 dratio.append(s["draft_ms"] / np.maximum(explained, 1e-9))
-        drafters[name] = fit_line(np.concatenate(bs), np.concatenate(extra))
+        drafters[name] = fit_shapes(*(np.concatenate(x) for x in (bs, ps, ns, extra)))
         if dratio:
             diag[f"draft_live_over_profile:{name}"] = float(np.median(np.concatenate(dratio)))
     diag["verify_live_over_profile"] = float(np.median(np.concatenate(verify_ratio)))

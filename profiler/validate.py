@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from spectune.simulator.api import resolve_tree
 from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
 
@@ -66,7 +67,7 @@ class ValidateSettings:
     seed: int = 0
     tuner: bool = True
     tuner_trials: int | None = None
-    tuner_repeats: int = 3
+    tuner_repeats: int = 5
     trace: str | None = None
     realtime: bool = True
     calibrate: bool = True
@@ -300,12 +301,20 @@ def _entries_of(rows: list[dict[str, Any]]) -> list[Entry]:
 CALIBRATION_K = 3
 
 
+CALIBRATION_TREE = (6, 3)
+
+
 def calibration_entries(rs: Any) -> list[Entry]:
     """Offline runs the overheads are fitted on: plain decoding at caps 1, 4, 8, 16 and each
-    of the scenario's drafters (the tuner may pick any) with a chain of 3 at caps 1, 4, 16."""
+    of the scenario's drafters (the tuner may pick any) with a chain of 3 at caps 1, 4, 16,
+    a chain of 1 and (with ranked acceptance) a 6-node tree at caps 4 and 16: shapes with
+    other numbers of passes."""
     out = [Entry("offline", "none", max_num_seqs=m) for m in (1, 4, 8, 16)]
     for d in rs.drafters:
         out += [Entry("offline", d, k=CALIBRATION_K, max_num_seqs=m) for m in (1, 4, 16)]
+        out += [Entry("offline", d, k=1, max_num_seqs=m) for m in (4, 16)]
+        if rs.drafters[d].acceptance.ranked is not None:  # a tree is built from it
+            out += [Entry("offline", d, tree=CALIBRATION_TREE, max_num_seqs=m) for m in (4, 16)]
     return out
 
 
@@ -333,13 +342,14 @@ def calibrate(
         if e.drafter == "none":
             plain.append(res.steps)
         else:
-            spec.setdefault(e.drafter, []).append((res.steps, (1,) * e.k))
+            spec.setdefault(e.drafter, []).append((res.steps, resolve_tree(runner.scenario(e))))
         tick(1)
     how = (
         f"calibration: {len(entries)} offline runs, seed {seed + 1} (the scored runs use "
         f"seed {seed}); plain decoding at max_num_seqs 1/4/8/16, each drafter k = "
-        f"{CALIBRATION_K} at 1/4/16"
+        f"{CALIBRATION_K} at 1/4/16, k = 1 and tree {CALIBRATION_TREE[0]}/{CALIBRATION_TREE[1]}"
+        " at 4/16"
     )
-    prof = fit_overheads(plain, spec, runner.rs, how)
+    prof = fit_overheads(plain, spec, live_engine_model(runner.rs), how)
     path.write_text(json.dumps({"fingerprint": key, "profile": prof.to_dict()}, indent=1))
     return prof

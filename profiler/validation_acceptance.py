@@ -24,15 +24,16 @@ simulator's steps do.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
 from spectune.simulator.schema import dump_yaml, load_acceptance_profile
+from spectune.simulator.tree import Tree
 
-from .acceptance import DrafterSpec, build_profile, measure_acceptance
+from .acceptance import DrafterSpec, RequestAcceptance, build_profile, measure_acceptance
 from .live_models import NGRAM_MAX_N, LiveModels
 from .serve import PromptSource, prompt_rng, request_set
 from .validation import Entry, Workloads, entry_scenario
@@ -124,10 +125,14 @@ def workload_acceptance(
             prof = prof.model_copy(update={"acceptance": acc})
             dump_yaml(prof, path)
             path.with_suffix(".per_k.json").write_text(json.dumps(per_k))
+            np.save(path.with_suffix(".match.npy"), _match_rows(reqs), allow_pickle=True)
             stamp.write_text(key)
         per_chain[name] = {
             int(k): v for k, v in json.loads(path.with_suffix(".per_k.json").read_text()).items()
         }
+        match_path = path.with_suffix(".match.npy")
+        if match_path.is_file():
+            per_chain[name][MATCH_KEY] = list(np.load(match_path, allow_pickle=True))
         drafters[name] = ResolvedDrafter(
             spec=rd.spec, acceptance=prof.acceptance, latency=rd.latency
         )
@@ -138,6 +143,104 @@ def workload_acceptance(
             f"{rd.acceptance.per_position[0]:.3f}), spread {a.spread:.3f} -> {path}"
         )
     return replace(rs, drafters=drafters), notes, per_chain
+
+
+MATCH_KEY = -1  # per_chain[drafter][MATCH_KEY]: per request, the true token's rank per start
+
+
+def _match_rows(reqs: list[RequestAcceptance]) -> np.ndarray:
+    """Per request, the rank of the trajectory's token among the drafter's candidates at
+    each start (-1 = not among them), from the greedy profile's ``rank_num`` (0/1)."""
+    rows = []
+    for r in reqs:
+        hit = r.rank_num >= 1.0
+        rows.append(np.where(hit.any(1), hit.argmax(1), -1).astype(np.int16))
+    out = np.empty(len(rows), dtype=object)
+    out[:] = rows
+    return out
+
+
+def for_tree(rs: ResolvedScenario, drafter: str, tree: Tree, per_chain: dict) -> ResolvedScenario:
+    """``rs`` with ``drafter``'s ranked acceptance as a ``tree`` engine visits it (when the
+    per-start ranks were measured) and the spec pinned to that tree's paths, so the
+    prediction prices the very tree the live engine ran."""
+    out = rs.with_spec(tree={"paths": tree.paths()}, num_spec_tokens=0)
+    match = per_chain.get(drafter, {}).get(MATCH_KEY)
+    if match is None:
+        return out
+    rd = out.drafters[drafter]
+    acc = rd.acceptance.model_copy(update={"ranked": visited_ranked(match, tree)})
+    drafters = {**out.drafters, drafter: ResolvedDrafter(rd.spec, acc, rd.latency)}
+    return replace(out, drafters=drafters)
+
+
+def visited_ranked(match: list[np.ndarray], tree: Tree) -> list[float]:
+    """p_r over the candidates a greedy ``tree`` engine checks (module doc).
+
+    Args:
+        match: per request, the rank of the trajectory's token among the drafter's
+            candidates at each start (-1 = none), as :func:`_match_rows`.
+        tree: the static tree replayed.
+
+    Returns:
+        p_1..p_W, W = the tree's widest rank + 1: P(rank-r child accepted | the node's
+        lower-ranked children rejected), over every visited check of a rank-r child; a
+        rank never checked gets 0.
+    """
+    v = replay_tree(match, tree)
+    return [
+        round(float(x / y), 4) if y else 0.0
+        for x, y in zip(v.accepted_by_rank, v.checked_by_rank, strict=True)
+    ]
+
+
+@dataclass
+class TreeVisits:
+    """What greedy drafting with one static tree visits over a set of trajectories."""
+
+    steps: int
+    accepted_tokens: int  # drafts accepted (bonus tokens excluded)
+    checked_by_rank: np.ndarray  # [W] visited checks of a rank-r child
+    accepted_by_rank: np.ndarray  # [W] of which accepted
+
+
+def replay_tree(match: list[np.ndarray], tree: Tree, new_tokens: int | None = None) -> TreeVisits:
+    """Replay greedy static-tree drafting on each trajectory: from the start where the last
+    step stopped, walk the tree's children in rank order, descending into the child that
+    holds the trajectory's next token; never past the trajectory's last token.
+
+    ``new_tokens``: stop each request after this many tokens while still checking drafts
+    past it (as the engine does: a tree step is not capped, its tokens are cut when
+    appended) — the trajectories must then reach ``new_tokens`` + the tree's depth.
+    """
+    children: dict[int, list[tuple[int, int]]] = {}
+    for i, (par, rank) in enumerate(zip(tree.parents, tree.ranks, strict=True)):
+        children.setdefault(int(par), []).append((int(rank), i))
+    for kids in children.values():
+        kids.sort()
+    width = max(tree.ranks, default=0) + 1
+    v = TreeVisits(0, 0, np.zeros(width, dtype=np.int64), np.zeros(width, dtype=np.int64))
+    for m in match:
+        n = len(m)
+        end = n if new_tokens is None else min(n, new_tokens - 1)  # row 0: after token 1
+        s = 0
+        while s < end:
+            node, a = -1, 0
+            while a < n - s - 1 and node in children:
+                nxt = None
+                for rank, child in children[node]:
+                    v.checked_by_rank[rank] += 1
+                    if m[s + a] == rank:
+                        v.accepted_by_rank[rank] += 1
+                        nxt = child
+                        break
+                if nxt is None:
+                    break
+                node, a = nxt, a + 1
+            v.steps += 1
+            v.accepted_tokens += a
+            s += a + 1
+    return v
 
 
 def for_chain(rs: ResolvedScenario, drafter: str, k: int, per_chain: dict) -> ResolvedScenario:

@@ -187,7 +187,9 @@ def _error_sources(result: dict[str, Any]) -> list[str]:
         f"{e['step_overhead_per_seq_ms']:.3f} ms per sequence"
         + "".join(
             f"; drafter `{n}` adds {d['step_overhead_ms']:.3f} ms + "
-            f"{d['step_overhead_per_seq_ms']:.3f} ms per sequence"
+            f"({d['step_overhead_per_seq_ms']:.3f} + "
+            f"{d.get('step_overhead_per_pass_seq_ms', 0.0):.3f} × passes + "
+            f"{d.get('step_overhead_per_node_seq_ms', 0.0):.3f} × nodes) ms per sequence"
             for n, d in ov["drafters"].items()
         )
         + ". The simulator prices these (serving.step_overhead_ms / step_overhead_per_seq_ms "

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from spectune.simulator.api import simulate
+from spectune.simulator.api import resolve_tree, simulate
 from spectune.simulator.scenario import ResolvedScenario
 
 from .live_models import LiveModels
@@ -140,14 +140,21 @@ class Runner:
         }
 
     def predict(self, e: Entry, rs: ResolvedScenario | None = None) -> dict[str, Any]:
-        """Simulate ``e`` on ``rs`` (default: the base scenario); a chain's acceptance is
-        the one replayed at its k when measured (:mod:`.validation_acceptance`)."""
-        rs = rs or self.rs
-        if self.per_chain and e.drafter != "none" and e.tree is None and rs is self.rs_sim:
-            from .validation_acceptance import for_chain
+        """Simulate ``e`` on ``rs`` (default: the base scenario). On the calibrated
+        scenario a chain's acceptance is the one replayed at its k, a tree's the one
+        replayed on the live engine's tree (:mod:`.validation_acceptance`)."""
+        from .validation_acceptance import for_chain, for_tree
 
-            rs = for_chain(rs, e.drafter, e.k, self.per_chain)
-        res = simulate(entry_scenario(rs, self.workloads, e), self.seed)
+        rs = rs or self.rs
+        calibrated = rs is self.rs_sim
+        sc = entry_scenario(rs, self.workloads, e)
+        if calibrated and e.drafter != "none" and e.tree is None and self.per_chain:
+            sc = for_chain(sc, e.drafter, e.k, self.per_chain)
+        elif calibrated and e.tree is not None:
+            # The live engine's tree comes from the scenario's acceptance: price that tree
+            # (with the acceptance its engine visits), not one rebuilt from other numbers.
+            sc = for_tree(sc, e.drafter, resolve_tree(self.scenario(e)), self.per_chain or {})
+        res = simulate(sc, self.seed)
         return {"predicted": key_metrics(res.metrics), "warnings": res.metrics["warnings"]}
 
 

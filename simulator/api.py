@@ -36,7 +36,7 @@ from .metrics import compute_metrics
 from .scenario import ResolvedScenario, auto_kv_cache_tokens
 from .scheduler import Scheduler
 from .schema import LatencyProfile, SpecConfig
-from .stepcost import StepCost
+from .stepcost import StepCost, step_overheads
 from .tree import Tree
 from .workload import build_requests
 
@@ -193,6 +193,7 @@ def _simulate(
             )
             models.append((f"drafter {rd.spec.name}", draft))
     widths = tree.width_per_depth()
+    overhead_ms, overhead_per_seq_ms = step_overheads(sc.serving, rd.spec if rd else None, tree)
     cost = StepCost(
         target,
         kind=kind,
@@ -201,9 +202,8 @@ def _simulate(
         nodes=tree.num_nodes,
         self_fraction=(rd.spec.self_layers or 0) / rs.target.model.layers if rd else 0.0,
         ngram_ms_per_token=rd.spec.draft_ms_per_token if rd else 0.0,
-        overhead_ms=sc.serving.step_overhead_ms + (rd.spec.step_overhead_ms if rd else 0.0),
-        overhead_per_seq_ms=sc.serving.step_overhead_per_seq_ms
-        + (rd.spec.step_overhead_per_seq_ms if rd else 0.0),
+        overhead_ms=overhead_ms,
+        overhead_per_seq_ms=overhead_per_seq_ms,
         fused_prefill=sc.serving.prefill == "fused",
     )
     cum, off, _ = draw_request_steps(

@@ -327,6 +327,12 @@ class DrafterSpec(Frozen):
     # bookkeeping, lookups, verification), on top of the serving step overhead.
     step_overhead_ms: NonNegFloat = 0.0
     step_overhead_per_seq_ms: NonNegFloat = 0.0
+    # ... and per sequence per draft pass (a model drafter's passes: k for a chain, the
+    # depth for a tree; an n-gram drafter's lookups: 1 for a chain, one per tree node with
+    # children, the root included) and per sequence per drafted node (verification,
+    # sampling, tree masks): host work that grows with the draft shape.
+    step_overhead_per_pass_seq_ms: NonNegFloat = 0.0
+    step_overhead_per_node_seq_ms: NonNegFloat = 0.0
     # How a model drafter drafts a tree level: incremental = one pass over the previous
     # level's nodes (the tree's K/V stays cached, EAGLE-style); refeed = one pass over every
     # node above the level (no cached tree K/V, as spectune's live ModelDrafter does).

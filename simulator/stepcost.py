@@ -3,7 +3,8 @@
 An iteration is one fused forward of the target over everything scheduled in it (vLLM's
 model runner), preceded by the drafter's passes for the decoding sequences, plus a host
 overhead ``step_overhead_ms + step_overhead_per_seq_ms × sequences`` (scheduling,
-sampling, launch gaps, per-sequence bookkeeping; a drafter may add its own two terms).
+sampling, launch gaps, per-sequence bookkeeping; a drafter may add its own terms, one of
+them per draft pass: :func:`step_overheads`).
 All costs in milliseconds.
 
 Decode part, for ``B`` decoding sequences at mean context ``ctx`` (prompt + generated):
@@ -39,6 +40,8 @@ from typing import Any
 import numpy as np
 
 from .latency import ForwardLatency
+from .schema import DrafterSpec, Serving
+from .tree import Tree
 
 
 def forward_many(model: ForwardLatency, batch: int, query: int, contexts: np.ndarray) -> np.ndarray:
@@ -163,3 +166,33 @@ class StepCost:
         if full:
             return ms
         return max(0.0, ms - model.forward_ms(1, 1, prefix))
+
+
+def draft_passes(kind: str, tree: Tree) -> int:
+    """Host-side draft passes per sequence per step: a model drafter's forwards (k for a
+    chain, the depth for a tree); an n-gram drafter's lookups (one for a chain, one per
+    node with children — the root included — for a tree)."""
+    if tree.num_nodes == 0:
+        return 0
+    if kind == "ngram":
+        return 1 if tree.is_chain else len(set(tree.parents))
+    return tree.max_depth
+
+
+def step_overheads(
+    serving: Serving, drafter: DrafterSpec | None, tree: Tree
+) -> tuple[float, float]:
+    """(overhead_ms, overhead_per_seq_ms) of an iteration: the serving terms plus, when a
+    drafter speculates, its own (``step_overhead_per_pass_seq_ms`` × :func:`draft_passes`
+    and ``step_overhead_per_node_seq_ms`` × drafted nodes join the per-sequence term)."""
+    ms, per_seq = serving.step_overhead_ms, serving.step_overhead_per_seq_ms
+    if drafter is None or tree.num_nodes == 0:
+        return ms, per_seq
+    passes = draft_passes(drafter.kind, tree)
+    return (
+        ms + drafter.step_overhead_ms,
+        per_seq
+        + drafter.step_overhead_per_seq_ms
+        + drafter.step_overhead_per_pass_seq_ms * passes
+        + drafter.step_overhead_per_node_seq_ms * tree.num_nodes,
+    )

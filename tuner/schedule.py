@@ -33,7 +33,7 @@ from spectune.simulator.acceptance import AcceptanceModel
 from spectune.simulator.api import tree_level_queries
 from spectune.simulator.latency import LatencyModel
 from spectune.simulator.scenario import ResolvedScenario
-from spectune.simulator.stepcost import StepCost
+from spectune.simulator.stepcost import StepCost, step_overheads
 from spectune.simulator.tree import Tree
 
 Band = tuple[int, int, int]
@@ -105,8 +105,8 @@ class StepCosts:
     def step_cost(self, drafter: str = "none", k: int = 0, tree: Tree | None = None) -> StepCost:
         """The DES's own iteration pricer for this config."""
         sv = self.rs.scenario.serving
-        overhead, per_seq = sv.step_overhead_ms, sv.step_overhead_per_seq_ms
         if drafter == "none" or (tree is None and k <= 0):
+            overhead, per_seq = step_overheads(sv, None, Tree.chain(0))
             return StepCost(self.target, overhead_ms=overhead, overhead_per_seq_ms=per_seq)
         d = self.rs.drafters[drafter]
         if tree is not None:
@@ -115,6 +115,7 @@ class StepCosts:
         else:
             levels = (1,) * k
             nodes = k
+        overhead, per_seq = step_overheads(sv, d.spec, tree if tree is not None else Tree.chain(k))
         return StepCost(
             self.target,
             kind=d.spec.kind,

@@ -37,3 +37,33 @@ def test_tree_level_queries_incremental_and_refeed():
     assert tree_level_queries([3, 3, 2], "refeed") == (1, 3, 6)
     assert tree_level_queries([1, 1, 1], "refeed") == (1, 1, 1)  # chains commit each draft
     assert tree_level_queries([]) == ()
+
+
+def test_per_pass_overhead_counts_drafter_passes():
+    from spectune.simulator.schema import DrafterSpec, Serving
+    from spectune.simulator.stepcost import draft_passes, step_overheads
+    from spectune.simulator.tree import Tree
+
+    tree = Tree.from_paths([[0], [1], [0, 0], [0, 1], [1, 0], [0, 0, 0]])  # parents: root, 0, 1, 2
+    chain = Tree.chain(5)
+    assert draft_passes("ngram", chain) == 1  # one lookup yields the whole chain
+    assert draft_passes("ngram", tree) == 4  # one lookup per node with children
+    assert draft_passes("draft_model", chain) == 5
+    assert draft_passes("self", tree) == 3  # one pass per level
+    assert draft_passes("ngram", Tree.chain(0)) == 0
+    serving = Serving(step_overhead_ms=0.1, step_overhead_per_seq_ms=0.01)
+    spec = DrafterSpec(
+        name="ng",
+        kind="ngram",
+        acceptance={"per_position": [0.5]},
+        step_overhead_ms=0.2,
+        step_overhead_per_seq_ms=0.03,
+        step_overhead_per_pass_seq_ms=0.05,
+        step_overhead_per_node_seq_ms=0.002,
+    )
+    per_seq = 0.01 + 0.03 + 0.05 * 4 + 0.002 * 6
+    assert step_overheads(serving, spec, tree) == pytest.approx((0.3, per_seq))
+    per_seq = 0.01 + 0.03 + 0.05 + 0.002 * 5
+    assert step_overheads(serving, spec, chain) == pytest.approx((0.3, per_seq))
+    assert step_overheads(serving, spec, Tree.chain(0)) == pytest.approx((0.1, 0.01))
+    assert step_overheads(serving, None, tree) == pytest.approx((0.1, 0.01))
