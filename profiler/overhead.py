@@ -204,8 +204,9 @@ def with_drafter_fields(
 
 def live_engine_model(rs: ResolvedScenario) -> ResolvedScenario:
     """``rs`` with the scheduling rules of spectune's live engine: every prompt prefilled
-    as its own forward, and model drafters re-feeding a tree's upper levels each pass."""
-    out = rs.with_serving(prefill="separate")
+    as its own forward, attention over the batch's longest context (one padded cache), and
+    model drafters re-feeding a tree's upper levels each pass."""
+    out = rs.with_serving(prefill="separate", attention_context="max")
     return with_drafter_fields(
         out, {n: {"tree_draft": "refeed"} for n, d in rs.drafters.items() if d.spec.kind != "ngram"}
     )
@@ -241,7 +242,8 @@ def draft_forward_ms(
         model = LatencyModel.from_profile(rd.latency)
         scale = 1.0
     out = np.zeros_like(s["draft_ms"])
-    for i, (b, ctx) in enumerate(zip(s["batch"].tolist(), s["context"].tolist(), strict=True)):
+    contexts = s[context_column(rs)].tolist()
+    for i, (b, ctx) in enumerate(zip(s["batch"].tolist(), contexts, strict=True)):
         offset = 0
         for q in nodes_levels:
             out[i] += model.forward_ms(int(b), int(q), ctx + offset)
@@ -269,7 +271,8 @@ def fit_overheads(
     steps = [decode_steps(s) for s in plain]
     batch = np.concatenate([s["batch"] for s in steps])
     engine = fit_line(batch, np.concatenate([host_ms(s) for s in steps]))
-    verify_ratio = [verify_ratios(target, s) for s in steps]
+    column = context_column(rs)
+    verify_ratio = [verify_ratios(target, s, column) for s in steps]
     diag: dict[str, float] = {}
     drafters: dict[str, LineFit] = {}
     for name, runs in spec.items():
@@ -279,7 +282,7 @@ def fit_overheads(
             levels = tree_level_queries(tree.width_per_depth(), rd.spec.tree_draft)
             s = decode_steps(log)
             explained = draft_forward_ms(rd, rs, s, levels)
-            vr = verify_ratios(target, s)
+            vr = verify_ratios(target, s, column)
             # Verify right after drafting runs colder than the profile's back-to-back
             # forwards (the drafter's passes evict the target's weights from the caches):
             # that excess is part of what speculating with this drafter costs per step.
@@ -300,12 +303,19 @@ def fit_overheads(
     return OverheadProfile(engine, drafters, how, diag)
 
 
-def verify_ratios(target: LatencyModel, s: dict[str, np.ndarray]) -> np.ndarray:
+def context_column(rs: ResolvedScenario) -> str:
+    """The step log's context that prices a step under ``rs``'s attention_context."""
+    return "context_max" if rs.scenario.serving.attention_context == "max" else "context"
+
+
+def verify_ratios(
+    target: LatencyModel, s: dict[str, np.ndarray], column: str = "context"
+) -> np.ndarray:
     """Live verify (or decode) forward time / the target profile's figure, per step."""
     pred = np.array(
         [
             target.forward_ms(int(b), int(q), c)
-            for b, q, c in zip(s["batch"], s["query"], s["context"], strict=True)
+            for b, q, c in zip(s["batch"], s["query"], s[column], strict=True)
         ]
     )
     return s["verify_ms"] / np.maximum(pred, 1e-9)

@@ -119,6 +119,7 @@ class StepLog:
     batch: list[int] = field(default_factory=list)  # sequences in the draft + verify part
     query: list[int] = field(default_factory=list)  # verify tokens per sequence
     context: list[float] = field(default_factory=list)  # mean context of the decode batch
+    context_max: list[float] = field(default_factory=list)  # its longest context
     prefills: list[int] = field(default_factory=list)
     prefill_tokens: list[int] = field(default_factory=list)
     prefill_ms: list[float] = field(default_factory=list)
@@ -338,7 +339,7 @@ def serve(
                         skip += wait
                 t_prev = clock()
                 continue
-            ctx = _decode_context(engine)
+            ctx, ctx_max = _decode_context(engine)
             start = clock()
             step = engine.step()
             now = clock()
@@ -346,6 +347,7 @@ def serve(
             steps.batch.append(step.batch_size)
             steps.query.append(step.query_tokens)
             steps.context.append(ctx)
+            steps.context_max.append(ctx_max)
             steps.prefills.append(step.num_prefills)
             steps.prefill_tokens.append(step.prefill_tokens)
             steps.prefill_ms.append(step.prefill_ms)
@@ -429,10 +431,13 @@ def _warm_up(engine: Any, prompt: np.ndarray, steps: int) -> None:
     engine.abort("__warmup__")
 
 
-def _decode_context(engine: Any) -> float:
-    """Mean tokens (prompt + generated) of the sequences the next step decodes."""
+def _decode_context(engine: Any) -> tuple[float, float]:
+    """Mean and longest tokens (prompt + generated) of the sequences the next step decodes."""
     running = engine._running  # read-only peek; the engine has no public accessor
-    return float(np.mean([s.length for s in running])) if running else 0.0
+    if not running:
+        return 0.0, 0.0
+    lengths = [s.length for s in running]
+    return float(np.mean(lengths)), float(max(lengths))
 
 
 def step_summary(steps: StepLog) -> dict[str, Any]:

@@ -19,6 +19,7 @@ Steps (:func:`run_validation`):
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -28,12 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from spectune.simulator.api import resolve_tree
 from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
 
 from .live_models import load_live_models, prompt_source, warm_shapes
-from .overhead import OverheadProfile, fit_overheads, live_engine_model
+from .overhead import live_engine_model
 from .validation import (
     Entry,
     build_matrix,
@@ -42,6 +42,7 @@ from .validation import (
     make_workloads,
 )
 from .validation_acceptance import workload_acceptance
+from .validation_calibration import CalibrationRuns
 from .validation_profiles import ProfilePasses, dtype_flag
 from .validation_run import RunLog, Runner, entry_rows, run_matrix, summarize
 
@@ -142,28 +143,47 @@ def run_validation(
     if not entries:
         raise InputError("no matrix entry left to run (check --only)", field="--only")
     runner = Runner(rs, models, prompts, wls, s.seed, s.realtime)
-    log = RunLog(report_dir / "runs.jsonl", fingerprint(rs, wls.lengths, s.seed))
+    log = RunLog(report_dir / "runs.jsonl", log_key(runner, s.seed))
 
-    cal_entries = calibration_entries(rs) if s.calibrate else []
-    total = repeats * len(entries) + len(cal_entries) + (2 * s.tuner_repeats if s.tuner else 0)
+    cal = (
+        # --quick: one round (a few minutes in all); full: up to three.
+        CalibrationRuns(
+            runner, report_dir, s.seed, log_key(runner, s.seed), repeats, 1 if s.quick else 3
+        )
+        if s.calibrate
+        else None
+    )
+    total = repeats * len(entries) + (cal.total if cal else 0)
+    total += 2 * s.tuner_repeats if s.tuner else 0
     done = [sum(1 for e in entries for r in range(repeats) if (e.id, r) in log.done)]
+    done[0] += cal.done() if cal else 0
 
     def tick(n: int) -> None:
         done[0] += n
         if progress is not None:
             progress(done[0], total)
 
+    def before_run(rep: int, i: int, count: int) -> None:
+        # Profile passes and calibration runs spread over the live repeats: all three
+        # see the same machine.
+        if passes is not None:
+            passes.before_run(rep, i, count)
+        if cal is not None:
+            cal.before_run(rep, i, count, tick)
+
     if progress is not None:
         progress(done[0], total)
-    run_matrix(runner, entries, repeats, log, tick, passes.before_run if passes else None)
+    run_matrix(runner, entries, repeats, log, tick, before_run)
     if passes is not None:
         rs = passes.finish()
         notes += passes.notes
         runner.rs = rs
     overhead = None
     sim_rs = live_engine_model(rs)
-    if cal_entries:
-        overhead = calibrate(runner, cal_entries, report_dir, s.seed, tick)
+    if cal is not None:
+        cal.finish(tick)
+        overhead = cal.fit(rs)
+        (report_dir / "overhead.json").write_text(json.dumps(overhead.to_dict(), indent=1))
         sim_rs = overhead.apply(sim_rs)
         sim_rs, notes_acc, runner.per_chain = workload_acceptance(
             sim_rs, models, prompts, wls, report_dir, s.seed + 1
@@ -203,6 +223,11 @@ def run_validation(
             "wall_s": time.perf_counter() - t_start,
         },
     }
+
+
+def log_key(runner: Runner, seed: int) -> str:
+    """Identity of the live runs (:func:`~.validation.fingerprint`)."""
+    return fingerprint(runner.rs, runner.workloads.lengths, seed)
 
 
 def _load_range(log: RunLog) -> list[float] | None:
@@ -294,62 +319,3 @@ def _entries_of(rows: list[dict[str, Any]]) -> list[Entry]:
         )
         for r in rows
     ]
-
-
-# --------------------------------------------------------------------------- calibration
-
-CALIBRATION_K = 3
-
-
-CALIBRATION_TREE = (6, 3)
-
-
-def calibration_entries(rs: Any) -> list[Entry]:
-    """Offline runs the overheads are fitted on: plain decoding at caps 1, 4, 8, 16 and each
-    of the scenario's drafters (the tuner may pick any) with a chain of 3 at caps 1, 4, 16,
-    a chain of 1 and (with ranked acceptance) a 6-node tree at caps 4 and 16: shapes with
-    other numbers of passes."""
-    out = [Entry("offline", "none", max_num_seqs=m) for m in (1, 4, 8, 16)]
-    for d in rs.drafters:
-        out += [Entry("offline", d, k=CALIBRATION_K, max_num_seqs=m) for m in (1, 4, 16)]
-        out += [Entry("offline", d, k=1, max_num_seqs=m) for m in (4, 16)]
-        if rs.drafters[d].acceptance.ranked is not None:  # a tree is built from it
-            out += [Entry("offline", d, tree=CALIBRATION_TREE, max_num_seqs=m) for m in (4, 16)]
-    return out
-
-
-def calibrate(
-    runner: Runner,
-    entries: list[Entry],
-    report_dir: Path,
-    seed: int,
-    tick: Callable[[int], None],
-) -> OverheadProfile:
-    """Measure the host overheads on calibration runs (seed + 1: other requests and prompts
-    than the scored runs) and fit them (:mod:`.overhead`); cached in overhead.json."""
-    import json
-
-    path = report_dir / "overhead.json"
-    key = fingerprint(runner.rs, runner.workloads.lengths, seed)
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("fingerprint") == key:
-            tick(len(entries))
-            return OverheadProfile.from_dict(cached["profile"])
-    plain, spec = [], {}
-    for e in entries:
-        res = runner.serve(e, seed + 1)
-        if e.drafter == "none":
-            plain.append(res.steps)
-        else:
-            spec.setdefault(e.drafter, []).append((res.steps, resolve_tree(runner.scenario(e))))
-        tick(1)
-    how = (
-        f"calibration: {len(entries)} offline runs, seed {seed + 1} (the scored runs use "
-        f"seed {seed}); plain decoding at max_num_seqs 1/4/8/16, each drafter k = "
-        f"{CALIBRATION_K} at 1/4/16, k = 1 and tree {CALIBRATION_TREE[0]}/{CALIBRATION_TREE[1]}"
-        " at 4/16"
-    )
-    prof = fit_overheads(plain, spec, live_engine_model(runner.rs), how)
-    path.write_text(json.dumps({"fingerprint": key, "profile": prof.to_dict()}, indent=1))
-    return prof

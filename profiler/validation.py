@@ -299,10 +299,16 @@ def make_workloads(
 
 def fingerprint(rs: ResolvedScenario, lengths: Lengths, seed: int) -> str:
     """Identity of a validation's live runs: runs are kept by entry id and repeat, so a
-    resume matches when the models, the workload lengths and the seed are the same."""
+    resume matches when the models, the workload lengths and the seed are the same. Only
+    what the live runs depend on counts (a drafter's kind, layers and acceptance — trees
+    are built from it —, not the simulator's pricing fields), so a change to the
+    simulator re-predicts the runs already made."""
+    live_fields = {"name", "kind", "self_layers", "acceptance"}
     body = {
         "target": rs.target.model.name,
-        "drafters": {n: d.spec.model_dump(mode="json") for n, d in rs.drafters.items()},
+        "drafters": {
+            n: d.spec.model_dump(mode="json", include=live_fields) for n, d in rs.drafters.items()
+        },
         "lengths": lengths.__dict__,
         "seed": seed,
     }

@@ -230,6 +230,7 @@ def _simulate(
             depth=tree.max_depth,
             log=log,
             on_finish=bar.update if bar is not None else None,
+            padded_attention=sc.serving.attention_context == "max",
         )
         res = engine.run()
     finally:

@@ -93,8 +93,12 @@ class Engine:
         depth: int = 0,
         log: bool = False,
         on_finish: Callable[[int], None] | None = None,
+        padded_attention: bool = False,
     ):
         self.env = simpy.Environment()
+        # True: decode iterations are priced at the batch's longest context, not the mean
+        # (serving.attention_context: max).
+        self.padded = padded_attention
         self.req = requests
         self.s = scheduler
         self.cost = cost
@@ -198,7 +202,7 @@ class Engine:
                 self._idle = None
                 continue
             if chunks:
-                ctx = s.dec_ctx / batch if batch else 0.0
+                ctx = self._priced_ctx(1)[0] if batch else 0.0
                 ms = self.cost.mixed_ms(batch, ctx, [(c, pre) for _, c, pre in chunks])
                 n, delay = 1, ms / 1000.0
                 res.batch_hist[batch + len(chunks)] += 1
@@ -244,6 +248,13 @@ class Engine:
                 if self.on_finish is not None:
                     self.on_finish(len(done))
 
+    def _priced_ctx(self, n: int) -> np.ndarray:
+        """Context the next ``n`` decode iterations are priced at (mean or longest)."""
+        s = self.s
+        if self.padded:
+            return s.context_max_ahead(n).astype(float)
+        return s.context_ahead(n) / len(s.decoding)
+
     def _plan_run(self, now: float, batch: int) -> tuple[int, float]:
         """Plan ``n`` decode-only iterations up to the next decision; return (n, seconds)."""
         s, cost = self.s, self.cost
@@ -260,7 +271,7 @@ class Engine:
             # only costs an extra run or a few unused prices, never a different result.
             iter_s = self._iter_s.get(batch)
             if iter_s is None:
-                iter_s = float(cost.decode_ms(batch, np.array([s.dec_ctx / batch]))[0]) / 1000.0
+                iter_s = float(cost.decode_ms(batch, self._priced_ctx(1))[0]) / 1000.0
             n = max(1, min(n, int((t_next - now) / iter_s) + 2))
         ctx = s.context_ahead(n)  # [n] Σ context before each iteration
         kv = None
@@ -270,7 +281,8 @@ class Engine:
             if over.size:
                 n = int(over[0])  # >= 1: plan() made the first iteration fit
                 ctx = ctx[:n]
-        elapsed = np.cumsum(cost.decode_ms(batch, ctx / batch) / 1000.0)
+        priced = s.context_max_ahead(n).astype(float) if self.padded else ctx / batch
+        elapsed = np.cumsum(cost.decode_ms(batch, priced) / 1000.0)
         ends = now + elapsed  # the same additions simpy makes, so ends[-1] == env.now
         if t_next < math.inf:
             k = int(np.searchsorted(ends, t_next))  # first boundary >= the arrival

@@ -254,6 +254,21 @@ class Scheduler:
         ahead = self.cum[p[:, None] + np.arange(n)]  # [B, n] tokens drawn so far
         return self.dec_ctx + ahead.sum(axis=0) - ahead[:, 0].sum()
 
+    def context_max_ahead(self, n: int) -> np.ndarray:
+        """The decode batch's longest context (prompt + generated) before each of the next
+        ``n`` iterations (n <= :meth:`steps_to_finish`).
+
+        Returns:
+            int64 [n].
+        """
+        ids = self.dec_ids
+        base = self.prompt[ids] + self.gen[ids]
+        if n == 1:
+            return np.array([base.max()], dtype=np.int64)
+        p = self.ptr[ids]
+        ahead = self.cum[p[:, None] + np.arange(n)] - self.cum[p][:, None]  # [B, n]
+        return (base[:, None] + ahead).max(axis=0)
+
     def advance(self, n: int) -> tuple[np.ndarray, int, int]:
         """Advance every decoding request by ``n`` steps.
 

@@ -274,6 +274,10 @@ class Serving(Frozen):
     # fused: prefill chunks join the iteration's one forward (vLLM); separate: every prompt
     # is its own forward (and draft-model forward) at full cost, as the live engine does.
     prefill: Literal["fused", "separate"] = "fused"
+    # The context a decode iteration's attention is priced at: mean = each sequence reads
+    # its own KV (paged attention: vLLM, SGLang, TRT-LLM); max = every sequence reads as
+    # far as the batch's longest (a padded batch cache, as the live engine and HF do).
+    attention_context: Literal["mean", "max"] = "mean"
     preemption: Literal["recompute", "queue"] = "recompute"
 
 

@@ -47,3 +47,34 @@ def test_one_shape_falls_back_to_a_line():
     assert (f.base_ms, f.per_seq_ms, f.per_pass_seq_ms) == pytest.approx(
         (g.base_ms, g.per_seq_ms, 0.0)
     )
+
+
+def test_calibration_runs_spread_over_repeats_and_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from spectune.profiler.serve import StepLog
+    from spectune.profiler.validation_calibration import CalibrationRuns, calibration_rounds
+
+    assert calibration_rounds(1) == [0]
+    assert calibration_rounds(2) == [0, 1]
+    assert calibration_rounds(9) == [0, 4, 8]
+    served = []
+    ranked = SimpleNamespace(acceptance=SimpleNamespace(ranked=[0.5]))
+    runner = SimpleNamespace(
+        rs=SimpleNamespace(drafters={"d": ranked}),
+        serve=lambda e, seed: served.append((e.id, seed)) or SimpleNamespace(steps=StepLog()),
+    )
+    cal = CalibrationRuns(runner, tmp_path, seed=0, key="k1", repeats=5)
+    n = len(cal.entries)
+    assert cal.total == 3 * n
+    for rep in range(5):
+        for i in range(7):  # 7 live entries per repeat
+            cal.before_run(rep, i, 7)
+    # each round ran every calibration entry once, on the calibration seed
+    assert {seed for _, seed in served} == {1}
+    assert sorted(x for x, _ in served) == sorted([e.id for e in cal.entries] * 3)
+    assert cal.done() == cal.total
+    # a resumed validation runs nothing again; another key starts over
+    CalibrationRuns(runner, tmp_path, seed=0, key="k1", repeats=5).finish()
+    assert len(served) == 3 * n
+    assert CalibrationRuns(runner, tmp_path, seed=0, key="k2", repeats=5).done() == 0

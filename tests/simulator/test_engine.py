@@ -293,6 +293,7 @@ def random_changes(draw: Any) -> dict[str, Any]:
             "max_batched_tokens": draw(st.integers(8, 64)),
             "kv_cache_tokens": prompt + out_hi + k + draw(st.integers(0, 60)),
             "preemption": draw(st.sampled_from(["recompute", "queue"])),
+            "attention_context": draw(st.sampled_from(["mean", "max"])),
         },
         "spec": spec,
         "seed": draw(st.integers(0, 3)),
@@ -491,3 +492,25 @@ def _assert_close(got: Any, want: Any, where: str) -> None:
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12), where
     else:
         assert got == want, where
+
+
+def test_padded_attention_prices_the_longest_context(folder: Path) -> None:
+    # decode step = 10 + 1 * B + 0.1 * B * ctx ms; with attention_context max the B
+    # sequences are priced at the longest context instead of their mean, so each of the
+    # two decode steps costs 0.1 * (p_max - p_min) ms more for two requests.
+    lat = ConstantLatency(10.0, 1.0, per_context_token_ms=0.1)
+    ragged = {"workload": {"prompt_tokens": {"dist": "uniform", "low": 10, "high": 40}}, "seed": 1}
+    mean_res, _ = run_log(folder, ragged, lat)
+    padded = {**ragged, "serving": {"attention_context": "max"}}
+    max_res, _ = run_log(folder, padded, lat)
+    p = mean_res.engine.prompt_tokens
+    assert p.max() > p.min()
+    extra_s = 2 * 0.1 * float(p.max() - p.min()) / 1000.0
+    assert max_res.engine.finish_s.max() - mean_res.engine.finish_s.max() == pytest.approx(
+        extra_s, abs=1e-12
+    )
+    # equal prompts: the longest context is the mean
+    same = run_log(folder, {"serving": {"attention_context": "max"}}, lat)[0]
+    assert same.engine.finish_s.max() == pytest.approx(
+        run_log(folder, {}, lat)[0].engine.finish_s.max(), abs=1e-12
+    )

@@ -1,0 +1,118 @@
+"""How noisy live runs are on this machine, and what that means for validation targets.
+
+Two measurements:
+
+- ``--live N``: one process runs the same plain-decoding batch (the trained byte target,
+  16 held-out prompts x 128 tokens, 1 torch thread) N times back to back and prints each
+  run's throughput, wall vs thread CPU time, and the VM's steal time. A spread here is the
+  machine's, not the engine's: the work is identical every time.
+- ``REPORT_DIR ...``: from validation reports' raw live runs (``runs.jsonl``), the
+  per-run noise of the offline configs (log standard deviation of a run around its
+  config's mean, pooled), and by Monte Carlo the largest |error| of the medians of the
+  offline configs one should expect *with perfect predictions* at 3, 5 and 9 repeats.
+
+    .venv/bin/python benchmarks/noise_floor.py --live 60
+    .venv/bin/python benchmarks/noise_floor.py docs/validation /tmp/other-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _steal() -> tuple[int, int]:
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    vals = [int(x) for x in fields]
+    return (vals[7] if len(vals) > 7 else 0), sum(vals)
+
+
+def live(n: int) -> None:
+    import torch
+
+    from spectune.profiler.data import read_prompts, tokenize_prompts
+    from spectune.profiler.demo import load_model
+    from spectune.profiler.engine import SpecEngine
+
+    torch.set_num_threads(1)
+    target = load_model(str(REPO / "models" / "stdlib-byte-target"))
+    path = REPO / "examples" / "prompts" / "stdlib.txt"
+    prompts = tokenize_prompts(read_prompts(path), target.tokenizer, 256, str(path))[:16]
+    engine = SpecEngine(target.model, None, max_batch=16, max_len=512)
+    tps = []
+    t_start = time.perf_counter()
+    with torch.inference_mode():
+        engine.generate(prompts[:2], 4)
+        for i in range(n):
+            s0, a0 = _steal()
+            c0 = time.thread_time()
+            res = engine.generate(prompts, 128)
+            cpu = time.thread_time() - c0
+            s1, a1 = _steal()
+            steal = 100.0 * (s1 - s0) / max(1, a1 - a0)
+            tps.append(res.tok_per_s)
+            print(
+                f"{time.perf_counter() - t_start:6.1f} s  run {i:3d}  {res.tok_per_s:7.0f} tok/s"
+                f"  wall {res.wall_s:.3f} s  cpu {cpu:.3f} s  steal {steal:.1f}%"
+            )
+    a = np.array(tps)
+    print(
+        f"\n{n} identical runs: median {np.median(a):.0f} tok/s, min {a.min():.0f}, "
+        f"max {a.max():.0f} (max/min {a.max() / a.min():.3f}), "
+        f"log sd {np.std(np.log(a), ddof=1):.3f}"
+    )
+
+
+def from_reports(dirs: list[str], trials: int = 4000) -> None:
+    devs: list[float] = []
+    configs = 0
+    for d in dirs:
+        runs: dict[str, list[float]] = defaultdict(list)
+        for line in (Path(d) / "runs.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            if r.get("kind") != "live" or not r["id"].startswith("offline/"):
+                continue
+            runs[r["id"]].append(r["measured"]["throughput_tok_per_s"])
+        for v in runs.values():
+            if len(v) < 2:
+                continue
+            x = np.log(np.array(v))
+            devs += list((x - x.mean()) * np.sqrt(len(x) / (len(x) - 1)))
+        configs = max(configs, len(runs))
+    sd = float(np.std(devs))
+    print(f"offline configs per report: {configs}; runs pooled: {len(devs)}")
+    print(f"per-run noise (log sd around the config's mean): {sd:.3f}")
+    rng = np.random.default_rng(0)
+    for reps in (3, 5, 9):
+        mx = [
+            float(np.max(np.abs(np.expm1(np.median(rng.normal(0, sd, (configs, reps)), 1)))))
+            for _ in range(trials)
+        ]
+        print(
+            f"perfect predictions, median of {reps} repeats: largest |error| over {configs} "
+            f"configs {100 * np.median(mx):.1f}% (median), {100 * np.quantile(mx, 0.9):.1f}% (p90)"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("reports", nargs="*", help="validation report folders (runs.jsonl)")
+    ap.add_argument("--live", type=int, default=0, help="identical live runs to time")
+    args = ap.parse_args()
+    if args.live:
+        live(args.live)
+    if args.reports:
+        from_reports(args.reports)
+    if not args.live and not args.reports:
+        ap.error("give --live N and/or report folders")
+
+
+if __name__ == "__main__":
+    main()
