@@ -1,16 +1,18 @@
 """The full validation: the simulator's predictions vs live runs on this machine.
 
-Runs ``spectune validate SCENARIO`` with the full matrix (30 configs, 9 interleaved
+Runs ``spectune validate SCENARIO`` with the full matrix (30 configs, 7 interleaved
 repeats by default, host-overhead calibration on separate runs, the tuner's pick live) and
 writes the report to ``docs/validation/`` (report.md, predicted_vs_measured.png,
 validation.json; runs.jsonl keeps the raw live runs, so an interrupted run resumes).
 
-Nine repeats, not the CLI's three: one live run of the same offline config varies by ~10%
-(log sd over 171 runs in three full validations on this shared VM), so even with perfect
-predictions the largest |error| of the medians of 19 offline configs would be ~14% at 3
-repeats, ~11% at 5 and ~8% at 9 (Monte Carlo). Prints the headline figures against the
-targets of issue 5 and the machine's load average before and after, since other processes
-on a shared machine distort live timings.
+Seven repeats, not the CLI's three: one live run of a 32-request offline config varied by
+~10% (log sd over 171 runs in three full validations on this shared VM), so even with
+perfect predictions the largest |error| of the medians of 19 offline configs would be ~14%
+at 3 repeats, ~11% at 5 and ~8% at 9 (Monte Carlo: benchmarks/noise_floor.py); the full
+matrix's runs are now twice as long (64 requests), which averages more of that noise.
+
+Prints the headline figures against the targets of issue 5 and the machine's load average
+before and after, since other processes on a shared machine distort live timings.
 
 Usage:
     .venv/bin/python benchmarks/bench_validate.py [SCENARIO] [--out DIR] [--quick]
@@ -33,7 +35,7 @@ def main() -> int:
     ap.add_argument("scenario", nargs="?", default=str(REPO / "examples" / "local-cpu.yaml"))
     ap.add_argument("--out", default=str(REPO / "docs" / "validation"))
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
 
     from spectune.profiler.validate import ValidateSettings, run_validation
