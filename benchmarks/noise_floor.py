@@ -9,7 +9,7 @@ Two measurements:
 - ``REPORT_DIR ...``: from validation reports' raw live runs (``runs.jsonl``), the
   per-run noise of the offline configs (log standard deviation of a run around its
   config's mean, pooled), and by Monte Carlo the largest |error| of the medians of the
-  offline configs one should expect *with perfect predictions* at 3, 5 and 9 repeats.
+  offline configs one should expect *with perfect predictions* at 3, 5, 7 and 9 repeats.
 
     .venv/bin/python benchmarks/noise_floor.py --live 60
     .venv/bin/python benchmarks/noise_floor.py docs/validation /tmp/other-run
@@ -90,7 +90,7 @@ def from_reports(dirs: list[str], trials: int = 4000) -> None:
     print(f"offline configs per report: {configs}; runs pooled: {len(devs)}")
     print(f"per-run noise (log sd around the config's mean): {sd:.3f}")
     rng = np.random.default_rng(0)
-    for reps in (3, 5, 9):
+    for reps in (3, 5, 7, 9):
         mx = [
             float(np.max(np.abs(np.expm1(np.median(rng.normal(0, sd, (configs, reps)), 1)))))
             for _ in range(trials)

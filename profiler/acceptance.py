@@ -273,21 +273,31 @@ def measure_acceptance(
     temperature: float,
     k: int = 8,
     width: int = 8,
-    max_new_tokens: int = 128,
+    max_new_tokens: int | Sequence[int] = 128,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[RequestAcceptance], list[list[int]]]:
-    """Trajectories and acceptance arrays for every prompt.
+    """Trajectories and acceptance arrays for every prompt (``max_new_tokens``: one limit
+    for all, or one per prompt — e.g. a workload's own output lengths).
 
     Raises:
         InputError: k, width or max_new_tokens < 1, temperature < 0, a vocab mismatch,
             a prompt that does not fit the model's context.
     """
-    for name, v in (("--k", k), ("--width", width), ("--max-new-tokens", max_new_tokens)):
+    if isinstance(max_new_tokens, int):
+        limits = [max_new_tokens] * len(prompts)
+    else:
+        limits = [int(m) for m in max_new_tokens]
+        if len(limits) != len(prompts):
+            raise InputError(
+                f"{len(limits)} max_new_tokens for {len(prompts)} prompts",
+                field="--max-new-tokens",
+            )
+    for name, v in (("--k", k), ("--width", width), ("--max-new-tokens", min(limits, default=2))):
         if v < 1:
             raise InputError(f"must be >= 1, got {v}", field=name)
-    if max_new_tokens < 2:
-        raise InputError(f"must be >= 2, got {max_new_tokens}", field="--max-new-tokens")
+    if min(limits, default=2) < 2:
+        raise InputError(f"must be >= 2, got {min(limits)}", field="--max-new-tokens")
     if not temperature >= 0:
         raise InputError(f"must be >= 0, got {temperature}", field="--temperature")
     if drafter.model is not None and drafter.model.config.vocab_size != target.config.vocab_size:
@@ -301,15 +311,15 @@ def measure_acceptance(
         limit = min(limit, drafter.model.config.max_position_embeddings)
     gen = torch.Generator().manual_seed(seed)
     reqs, seqs = [], []
-    for i, prompt in enumerate(prompts):
-        prompt = list(prompt)[-(limit - max_new_tokens) :] if limit > max_new_tokens else []
+    for i, (prompt, max_new) in enumerate(zip(prompts, limits, strict=True)):
+        prompt = list(prompt)[-(limit - max_new) :] if limit > max_new else []
         if not prompt:
             raise InputError(
-                f"prompt {i} is empty or max_new_tokens {max_new_tokens} leaves no room in "
+                f"prompt {i} is empty or max_new_tokens {max_new} leaves no room in "
                 f"the model's {limit} positions",
                 field="--prompts",
             )
-        seq = target_trajectory(target, prompt, max_new_tokens, temperature, gen)
+        seq = target_trajectory(target, prompt, max_new, temperature, gen)
         reqs.append(request_acceptance(target, drafter, seq, len(prompt), temperature, k, width))
         seqs.append(seq)
         if progress is not None:
