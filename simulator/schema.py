@@ -1,5 +1,8 @@
 """Versioned YAML data contracts: latency profile, acceptance profile, scenario.
 
+The scenario models live here; the two profile contracts in :mod:`.profile_schema` and the
+shared tags, types and base model in :mod:`.schema_base`, all re-exported from this module.
+
 Every file carries ``schema: spectune/<kind>/v<N>``. Models are frozen pydantic models,
 validated when built, with no side effects. :func:`load_yaml_model` turns any validation
 failure into one :class:`~spectune.simulator.errors.InputError` line naming the file, the
@@ -14,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .errors import InputError
 
@@ -27,170 +30,30 @@ from .loading import (  # noqa: F401
     validate_model,
     validation_error_line,
 )
-
-LATENCY_SCHEMA = "spectune/latency/v1"
-ACCEPTANCE_SCHEMA = "spectune/acceptance/v1"
-SCENARIO_SCHEMA = "spectune/scenario/v1"
-
-DrafterKind = Literal["draft_model", "heads", "ngram", "self"]
-Prob = Annotated[float, Field(ge=0.0, le=1.0)]
-PosInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0.0)]
-NonNegFloat = Annotated[float, Field(ge=0.0)]
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-
-# --------------------------------------------------------------------------- latency
-
-
-class DeviceInfo(Frozen):
-    """The device a latency profile was measured on (or derived for)."""
-
-    name: str = Field(min_length=1)
-    kind: Literal["gpu", "cpu", "tpu", "other"]
-    dtype: str = Field(min_length=1)
-    memory_gib: PosFloat | None = None  # per device; used by kv_cache_tokens: auto
-    count: PosInt = 1  # devices one replica spans (tensor parallel)
-    software: dict[str, str] = Field(default_factory=dict)
-
-
-class ModelArch(Frozen):
-    """Architecture numbers of a decoder-only transformer."""
-
-    name: str = Field(min_length=1)
-    params: PosInt
-    layers: PosInt
-    hidden: PosInt
-    heads: PosInt
-    kv_heads: PosInt
-    vocab: PosInt
-    intermediate: PosInt | None = None
-    head_dim: PosInt | None = None
-    tensor_parallel: PosInt = 1
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> ModelArch:
-        if self.heads % self.kv_heads:
-            raise ValueError(
-                f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})"
-            )
-        return self
-
-    @property
-    def head_dim_resolved(self) -> int:
-        return self.head_dim or self.hidden // self.heads
-
-    def kv_bytes_per_token(self, dtype_bytes: float) -> float:
-        """KV-cache bytes one token occupies across the whole replica (K and V, all layers)."""
-        return 2.0 * self.layers * self.kv_heads * self.head_dim_resolved * dtype_bytes
-
-
-class Provenance(Frozen):
-    kind: Literal["measured", "roofline"]
-    how: str = Field(min_length=1)
-
-
-class LatencyStats(Frozen):
-    min: PosFloat
-    p50: PosFloat
-    p90: PosFloat
-    n: PosInt
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LatencyStats:
-        if not self.min <= self.p50 <= self.p90:
-            raise ValueError(f"need min <= p50 <= p90, got {self.min}, {self.p50}, {self.p90}")
-        return self
-
-
-class LatencyPoint(Frozen):
-    batch: PosInt
-    query_tokens: PosInt  # tokens per sequence in one forward (1 = decode, nodes+1 = verify)
-    context_tokens: NonNegInt
-    latency_ms: LatencyStats
-
-
-class LatencyFit(Frozen):
-    """A fitted latency model stored beside the points, with its cross-validated error."""
-
-    kind: str = Field(min_length=1)
-    cv_error_pct: NonNegFloat | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class LatencyProfile(Frozen):
-    schema_: Literal["spectune/latency/v1"] = Field(alias="schema")
-    device: DeviceInfo
-    model: ModelArch
-    provenance: Provenance
-    points: list[LatencyPoint] = Field(min_length=1)
-    fit: LatencyFit | None = None
-    notes: str | None = None
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    @field_validator("points")
-    @classmethod
-    def _unique_points(cls, points: list[LatencyPoint]) -> list[LatencyPoint]:
-        seen: set[tuple[int, int, int]] = set()
-        for p in points:
-            key = (p.batch, p.query_tokens, p.context_tokens)
-            if key in seen:
-                raise ValueError(f"duplicate point batch={key[0]} query={key[1]} context={key[2]}")
-            seen.add(key)
-        return points
-
-
-# --------------------------------------------------------------------------- acceptance
-
-
-class AcceptanceCounts(Frozen):
-    num_requests: NonNegInt = 0
-    num_steps: NonNegInt = 0
-    num_draft_tokens: NonNegInt = 0
-    num_accepted_tokens: NonNegInt = 0
-
-
-class AcceptanceSpec(Frozen):
-    """Acceptance of one drafter against the target, as the simulator consumes it.
-
-    ``per_position`` is the chain acceptance a_i = P(draft i accepted | 1..i-1 accepted);
-    ``ranked`` is p_j = P(j-th ranked candidate accepted | candidates 1..j-1 rejected);
-    ``spread`` is the standard deviation of the per-request mean acceptance (0 = every
-    request alike); ``per_request`` optionally holds measured per-request mean acceptances
-    to resample from instead of the fitted spread.
-    """
-
-    per_position: list[Prob] = Field(min_length=1)
-    ranked: list[Prob] | None = None
-    spread: NonNegFloat = 0.0
-    per_request: list[Prob] | None = None
-
-    @field_validator("spread")
-    @classmethod
-    def _spread_range(cls, v: float) -> float:
-        if v > 0.5:
-            raise ValueError(f"spread is a std of a probability and must be <= 0.5, got {v}")
-        return v
-
-
-class AcceptanceProfile(Frozen):
-    schema_: Literal["spectune/acceptance/v1"] = Field(alias="schema")
-    target: str = Field(min_length=1)
-    drafter: str = Field(min_length=1)
-    drafter_kind: DrafterKind
-    dataset: str = Field(min_length=1)
-    temperature: NonNegFloat
-    acceptance: AcceptanceSpec
-    counts: AcceptanceCounts = AcceptanceCounts()
-    provenance: Provenance | None = None
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
+from .profile_schema import (  # noqa: F401  (re-exported: the contracts' one home)
+    AcceptanceCounts,
+    AcceptanceProfile,
+    AcceptanceSpec,
+    DeviceInfo,
+    LatencyFit,
+    LatencyPoint,
+    LatencyProfile,
+    LatencyStats,
+    ModelArch,
+    Provenance,
+)
+from .schema_base import (  # noqa: F401
+    ACCEPTANCE_SCHEMA,
+    LATENCY_SCHEMA,
+    SCENARIO_SCHEMA,
+    DrafterKind,
+    Frozen,
+    NonNegFloat,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Prob,
+)
 
 # --------------------------------------------------------------------------- scenario
 
