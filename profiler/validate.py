@@ -185,7 +185,7 @@ def run_validation(
         overhead = cal.fit(rs)
         (report_dir / "overhead.json").write_text(json.dumps(overhead.to_dict(), indent=1))
         sim_rs = overhead.apply(sim_rs)
-        sim_rs, notes_acc, runner.per_chain = workload_acceptance(
+        sim_rs, notes_acc, runner.replays = workload_acceptance(
             sim_rs, models, prompts, wls, report_dir, s.seed + 1
         )
         notes += notes_acc

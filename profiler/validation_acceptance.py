@@ -62,7 +62,7 @@ def workload_acceptance(
 
     Returns:
         (the scenario with the measured acceptance — per_position replayed at ``K`` —,
-        notes, per drafter the per-position vectors replayed at each k = 1..K).
+        notes, per drafter its :class:`Replay`).
     """
     import torch
 
@@ -91,7 +91,7 @@ def workload_acceptance(
     folder.mkdir(parents=True, exist_ok=True)
     drafters = dict(rs.drafters)
     notes = []
-    per_chain: dict[str, dict[int, list[float]]] = {}
+    replays: dict[str, Replay] = {}
     for name, rd in rs.drafters.items():
         path = folder / f"{name}.yaml"
         stamp = path.with_suffix(".key")
@@ -130,14 +130,14 @@ def workload_acceptance(
             prof = prof.model_copy(update={"acceptance": acc})
             dump_yaml(prof, path)
             path.with_suffix(".per_k.json").write_text(json.dumps(per_k))
-            np.save(path.with_suffix(".match.npy"), _match_rows(reqs), allow_pickle=True)
+            rows = _match_rows(reqs)
+            np.savez(
+                path.with_suffix(".match.npz"),
+                ranks=np.concatenate(rows) if rows else np.zeros(0, np.int16),
+                lengths=np.array([len(r) for r in rows], dtype=np.int64),
+            )
             stamp.write_text(key)
-        per_chain[name] = {
-            int(k): v for k, v in json.loads(path.with_suffix(".per_k.json").read_text()).items()
-        }
-        match_path = path.with_suffix(".match.npy")
-        if match_path.is_file():
-            per_chain[name][MATCH_KEY] = list(np.load(match_path, allow_pickle=True))
+        replays[name] = Replay.load(path)
         # The replayed vectors pool every visited step, so a request that accepts little
         # already weighs in by its extra steps; drawing per-request levels around them
         # too would count that twice (measured: --quick's drafter k=4 fell from 3.09
@@ -150,34 +150,57 @@ def workload_acceptance(
             f"{a.per_position[0]:.3f} (scenario's profile: "
             f"{rd.acceptance.per_position[0]:.3f}), spread {a.spread:.3f} -> {path}"
         )
-    return replace(rs, drafters=drafters), notes, per_chain
+    return replace(rs, drafters=drafters), notes, replays
 
 
-MATCH_KEY = -1  # per_chain[drafter][MATCH_KEY]: per request, the true token's rank per start
+@dataclass(frozen=True)
+class Replay:
+    """One drafter's engine replays on the calibration trajectories.
+
+    Attributes:
+        per_k: per chain length k = 1..K, a_1..a_k over the steps a k-chain engine visits.
+        match: per request, the rank of the trajectory's token among the drafter's
+            candidates at each start (-1 = none): what a tree replay walks.
+    """
+
+    per_k: dict[int, list[float]]
+    match: list[np.ndarray]
+
+    @classmethod
+    def load(cls, path: Path) -> Replay:
+        """The replay saved beside acceptance profile ``path`` (``.per_k.json`` and
+        ``.match.npz``; a missing match file gives no tree replay)."""
+        per_k = json.loads(path.with_suffix(".per_k.json").read_text())
+        match: list[np.ndarray] = []
+        match_path = path.with_suffix(".match.npz")
+        if match_path.is_file():
+            with np.load(match_path) as z:
+                match = np.split(z["ranks"], np.cumsum(z["lengths"])[:-1])
+        return cls({int(k): v for k, v in per_k.items()}, match)
 
 
-def _match_rows(reqs: list[RequestAcceptance]) -> np.ndarray:
+def _match_rows(reqs: list[RequestAcceptance]) -> list[np.ndarray]:
     """Per request, the rank of the trajectory's token among the drafter's candidates at
     each start (-1 = not among them), from the greedy profile's ``rank_num`` (0/1)."""
     rows = []
     for r in reqs:
         hit = r.rank_num >= 1.0
         rows.append(np.where(hit.any(1), hit.argmax(1), -1).astype(np.int16))
-    out = np.empty(len(rows), dtype=object)
-    out[:] = rows
-    return out
+    return rows
 
 
-def for_tree(rs: ResolvedScenario, drafter: str, tree: Tree, per_chain: dict) -> ResolvedScenario:
+def for_tree(
+    rs: ResolvedScenario, drafter: str, tree: Tree, replays: dict[str, Replay]
+) -> ResolvedScenario:
     """``rs`` with ``drafter``'s ranked acceptance as a ``tree`` engine visits it (when the
     per-start ranks were measured) and the spec pinned to that tree's paths, so the
     prediction prices the very tree the live engine ran."""
     out = rs.with_spec(tree={"paths": tree.paths()}, num_spec_tokens=0)
-    match = per_chain.get(drafter, {}).get(MATCH_KEY)
-    if match is None:
+    replay = replays.get(drafter)
+    if replay is None or not replay.match:
         return out
     rd = out.drafters[drafter]
-    acc = rd.acceptance.model_copy(update={"ranked": visited_ranked(match, tree)})
+    acc = rd.acceptance.model_copy(update={"ranked": visited_ranked(replay.match, tree)})
     drafters = {**out.drafters, drafter: ResolvedDrafter(rd.spec, acc, rd.latency)}
     return replace(out, drafters=drafters)
 
@@ -251,10 +274,13 @@ def replay_tree(match: list[np.ndarray], tree: Tree, new_tokens: int | None = No
     return v
 
 
-def for_chain(rs: ResolvedScenario, drafter: str, k: int, per_chain: dict) -> ResolvedScenario:
+def for_chain(
+    rs: ResolvedScenario, drafter: str, k: int, replays: dict[str, Replay]
+) -> ResolvedScenario:
     """``rs`` with ``drafter``'s per-position acceptance replayed at chain length ``k``
     (when measured), since the steps an engine visits depend on ``k``."""
-    vec = per_chain.get(drafter, {}).get(k)
+    replay = replays.get(drafter)
+    vec = replay.per_k.get(k) if replay is not None else None
     if vec is None:
         return rs
     rd = rs.drafters[drafter]

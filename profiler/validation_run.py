@@ -108,7 +108,7 @@ class Runner:
     seed: int = 0
     realtime: bool = True
     rs_sim: ResolvedScenario | None = None  # the scenario predictions use (calibrated)
-    per_chain: dict | None = None  # drafter -> k -> per-position acceptance replayed at k
+    replays: dict | None = None  # drafter -> Replay (validation_acceptance) on calibration
 
     def scenario(self, e: Entry) -> ResolvedScenario:
         return entry_scenario(self.rs, self.workloads, e)
@@ -148,12 +148,12 @@ class Runner:
         rs = rs or self.rs
         calibrated = rs is self.rs_sim
         sc = entry_scenario(rs, self.workloads, e)
-        if calibrated and e.drafter != "none" and e.tree is None and self.per_chain:
-            sc = for_chain(sc, e.drafter, e.k, self.per_chain)
+        if calibrated and e.drafter != "none" and e.tree is None and self.replays:
+            sc = for_chain(sc, e.drafter, e.k, self.replays)
         elif calibrated and e.tree is not None:
             # The live engine's tree comes from the scenario's acceptance: price that tree
             # (with the acceptance its engine visits), not one rebuilt from other numbers.
-            sc = for_tree(sc, e.drafter, resolve_tree(self.scenario(e)), self.per_chain or {})
+            sc = for_tree(sc, e.drafter, resolve_tree(self.scenario(e)), self.replays or {})
         res = simulate(sc, self.seed)
         return {"predicted": key_metrics(res.metrics), "warnings": res.metrics["warnings"]}
 

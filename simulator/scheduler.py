@@ -241,6 +241,12 @@ class Scheduler:
         ids = self.dec_ids
         return int((self.fin[ids] - self.ptr[ids]).min())
 
+    def _drawn_ahead(self, n: int) -> np.ndarray:
+        """[B, n]: tokens each decoding request draws between now and the start of each of
+        the next ``n`` iterations (column 0 is 0)."""
+        p = self.ptr[self.dec_ids]
+        return self.cum[p[:, None] + np.arange(n)] - self.cum[p][:, None]
+
     def context_ahead(self, n: int) -> np.ndarray:
         """Σ context (prompt + generated) of the decode batch before each of the next
         ``n`` iterations (n <= :meth:`steps_to_finish`, so nobody finishes in between).
@@ -250,9 +256,7 @@ class Scheduler:
         """
         if n == 1:
             return np.array([self.dec_ctx], dtype=np.int64)
-        p = self.ptr[self.dec_ids]
-        ahead = self.cum[p[:, None] + np.arange(n)]  # [B, n] tokens drawn so far
-        return self.dec_ctx + ahead.sum(axis=0) - ahead[:, 0].sum()
+        return self.dec_ctx + self._drawn_ahead(n).sum(axis=0)
 
     def context_max_ahead(self, n: int) -> np.ndarray:
         """The decode batch's longest context (prompt + generated) before each of the next
@@ -265,9 +269,7 @@ class Scheduler:
         base = self.prompt[ids] + self.gen[ids]
         if n == 1:
             return np.array([base.max()], dtype=np.int64)
-        p = self.ptr[ids]
-        ahead = self.cum[p[:, None] + np.arange(n)] - self.cum[p][:, None]  # [B, n]
-        return (base[:, None] + ahead).max(axis=0)
+        return (base[:, None] + self._drawn_ahead(n)).max(axis=0)
 
     def advance(self, n: int) -> tuple[np.ndarray, int, int]:
         """Advance every decoding request by ``n`` steps.
