@@ -31,12 +31,13 @@ from pathlib import Path
 
 import torch
 
-from spectune.profiler.drafters import ModelDrafter, NgramDrafter
-from spectune.profiler.engine import SpecEngine
-from spectune.profiler.model import ModelConfig, controllable_pair
+from spectune.profiler.native.drafters import ModelDrafter, NgramDrafter
+from spectune.profiler.native.engine import SpecEngine
+from spectune.profiler.runtime.config import ModelConfig
+from spectune.profiler.runtime.model import controllable_pair
 from spectune.simulator.tree import Tree
 
-# The byte demo target's shape (profiler/demo.py CTRL_CONFIG).
+# The byte demo target's shape (profiler/runtime/specs.py CTRL_CONFIG).
 CONFIG = ModelConfig(
     vocab_size=256,
     hidden_size=256,
@@ -80,8 +81,8 @@ def ctrl_setup(args: argparse.Namespace) -> tuple[str, object, dict, object]:
 
 
 def stdlib_setup(args: argparse.Namespace) -> tuple[str, object, dict, object]:
-    from spectune.profiler.data import read_prompts, tokenize_prompts
-    from spectune.profiler.demo import load_model
+    from spectune.profiler.runtime.prompts import read_prompts, tokenize_prompts
+    from spectune.profiler.runtime.specs import load_model
 
     target = load_model(str(REPO / "models" / "stdlib-byte-target"))
     drafter = load_model(str(REPO / "models" / "stdlib-byte-drafter")).model

@@ -1,4 +1,4 @@
-"""Forward latency of profiler/model.py's DecoderLM vs transformers on the same weights.
+"""Forward latency of profiler/runtime/model.py's DecoderLM vs transformers on the same weights.
 
 For each (config, dtype, batch, query tokens) the two runtimes run a forward of q new
 tokens per sequence over a cached context, interleaved repeat by repeat so machine noise
@@ -17,10 +17,13 @@ import time
 
 import torch
 
-from spectune.profiler.model import KVCache, ModelConfig, random_model, save_checkpoint
+from spectune.profiler.runtime.checkpoint import save_checkpoint
+from spectune.profiler.runtime.config import ModelConfig
+from spectune.profiler.runtime.kvcache import KVCache
+from spectune.profiler.runtime.model import random_model
 
 CONFIGS = {
-    # The byte-level demo target (profiler/train.py TARGET_RECIPE): ~4.9M parameters.
+    # The byte-level demo target (profiler/demo/train.py TARGET_RECIPE): ~4.9M parameters.
     "demo-4.9M": ModelConfig(
         vocab_size=256,
         hidden_size=256,

@@ -1,6 +1,6 @@
 """bf16 vs fp32 forward latency of the demo models on this CPU (which dtype to profile in).
 
-For the byte demo target and drafter shapes (profiler/train.py recipes), times one forward
+For the byte demo target and drafter shapes (profiler/demo/train.py recipes), times one forward
 at a few (batch, query_tokens, context_tokens) points in both dtypes, interleaved
 (bf16, fp32, bf16, fp32, ...) so machine noise hits both alike, the KV cache pre-filled to
 the context as the latency profiler does. Prints the median ms of each and the ratio
@@ -16,10 +16,11 @@ import statistics
 
 import torch
 
-from spectune.profiler.latency import _Bench
-from spectune.profiler.model import ModelConfig, random_model
-from spectune.profiler.timing import Timer
-from spectune.profiler.train import DRAFTER_RECIPE, TARGET_RECIPE
+from spectune.profiler.demo.train import DRAFTER_RECIPE, TARGET_RECIPE
+from spectune.profiler.measure.latency import _Bench
+from spectune.profiler.runtime.config import ModelConfig
+from spectune.profiler.runtime.model import random_model
+from spectune.profiler.runtime.timing import Timer
 
 POINTS = [(1, 1, 256), (1, 8, 256), (1, 64, 256), (8, 1, 256), (8, 8, 256), (16, 16, 512)]
 

@@ -42,7 +42,7 @@ CONV_CASES = {
 
 def cli_seconds(scenario: str, overrides: list[str]) -> tuple[float, float]:
     """(wall, CPU) seconds of one ``spectune simulate`` subprocess."""
-    cmd = [sys.executable, "-m", "spectune.tuner.cli", "simulate", scenario, "--json"]
+    cmd = [sys.executable, "-m", "spectune.cli", "simulate", scenario, "--json"]
     for o in overrides:
         cmd += ["--set", o]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -38,8 +38,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
 
-    from spectune.profiler.validate import ValidateSettings, run_validation
-    from spectune.profiler.validation_report import target_status, write_report
+    from spectune.validation.pipeline import ValidateSettings, run_validation
+    from spectune.validation.report import target_status, write_report
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()

@@ -37,9 +37,9 @@ def _steal() -> tuple[int, int]:
 def live(n: int) -> None:
     import torch
 
-    from spectune.profiler.data import read_prompts, tokenize_prompts
-    from spectune.profiler.demo import load_model
-    from spectune.profiler.engine import SpecEngine
+    from spectune.profiler.native.engine import SpecEngine
+    from spectune.profiler.runtime.prompts import read_prompts, tokenize_prompts
+    from spectune.profiler.runtime.specs import load_model
 
     torch.set_num_threads(1)
     target = load_model(str(REPO / "models" / "stdlib-byte-target"))

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from conftest import write_yaml
 
+from spectune.cli import main
 from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
-from spectune.tuner.cli import main
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -334,7 +334,7 @@ def test_cli_subprocess_no_traceback(scenario_dir: Path) -> None:
         [
             sys.executable,
             "-m",
-            "spectune.tuner.cli",
+            "spectune.cli",
             "simulate",
             str(scenario_dir / "scenario.yaml"),
         ],

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from tunerkit import write_tiny
 
+from spectune.cli import main
 from spectune.simulator.errors import InputError
-from spectune.tuner.cli import main
 from spectune.tuner.export import ENGINES, SpecChoice, emit
 
 CHAIN = SpecChoice(

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from tunerkit import write_tiny
 
+from spectune.cli import main
 from spectune.simulator import load_scenario
 from spectune.simulator.errors import InputError
-from spectune.tuner.cli import main
 from spectune.tuner.plan import Planner, plan
 
 FAST = ["search.tree_budgets=[]", "search.num_spec_tokens=[0, 1, 2, 4, 6]"]

@@ -11,9 +11,9 @@ import pytest
 from conftest import latency_profile_dict, write_yaml
 from tunerkit import write_tiny
 
+from spectune.cli import main
 from spectune.simulator import load_scenario, simulate
 from spectune.tuner import study as st
-from spectune.tuner.cli import main
 from spectune.tuner.objective import Evaluator, Screen, TrialObjective, rank, slo_violation
 from spectune.tuner.schedule import StepCosts
 from spectune.tuner.search import SearchSettings, run_search
