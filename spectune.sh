@@ -31,7 +31,7 @@ case "${1:-}" in
         ;;
     test)
         shift
-        ruff check simulator profiler tuner spectune tests benchmarks
+        ruff check simulator tuner profiler validation spectune tests benchmarks
         exec python -m pytest "$@"
         ;;
     *)

@@ -33,6 +33,7 @@ import torch
 
 from spectune.profiler.native.drafters import ModelDrafter, NgramDrafter
 from spectune.profiler.native.engine import SpecEngine
+from spectune.profiler.native.generate import generate
 from spectune.profiler.runtime.config import ModelConfig
 from spectune.profiler.runtime.model import controllable_pair
 from spectune.simulator.tree import Tree
@@ -131,9 +132,9 @@ def main() -> None:
                 for name, make in configs.items():
                     drafter, spec = make()
                     eng = SpecEngine(target, drafter, max_batch=batch, max_len=max_len, **spec)
-                    eng.generate(ps[:1], 4)  # warm-up
+                    generate(eng, ps[:1], 4)  # warm-up
                     t0 = time.perf_counter()
-                    res = eng.generate(ps, args.new_tokens)
+                    res = generate(eng, ps, args.new_tokens)
                     runs[name].append((time.perf_counter() - t0, res))
                     if reference is None:
                         reference = res.outputs

@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from spectune.profiler.demo.train import DRAFTER_RECIPE, TARGET_RECIPE
+from spectune.profiler.demo.recipes import DRAFTER_RECIPE, TARGET_RECIPE
 from spectune.profiler.measure.latency import _Bench
 from spectune.profiler.runtime.config import ModelConfig
 from spectune.profiler.runtime.model import random_model

@@ -38,6 +38,7 @@ def live(n: int) -> None:
     import torch
 
     from spectune.profiler.native.engine import SpecEngine
+    from spectune.profiler.native.generate import generate
     from spectune.profiler.runtime.prompts import read_prompts, tokenize_prompts
     from spectune.profiler.runtime.specs import load_model
 
@@ -49,11 +50,11 @@ def live(n: int) -> None:
     tps = []
     t_start = time.perf_counter()
     with torch.inference_mode():
-        engine.generate(prompts[:2], 4)
+        generate(engine, prompts[:2], 4)
         for i in range(n):
             s0, a0 = _steal()
             c0 = time.thread_time()
-            res = engine.generate(prompts, 128)
+            res = generate(engine, prompts, 128)
             cpu = time.thread_time() - c0
             s1, a1 = _steal()
             steal = 100.0 * (s1 - s0) / max(1, a1 - a0)

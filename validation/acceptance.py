@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from spectune.profiler.live import PromptSource, prompt_rng, request_set
 from spectune.profiler.measure.acceptance import (
     DrafterSpec,
     RequestAcceptance,
     build_profile,
     measure_acceptance,
 )
-from spectune.profiler.native.serve import PromptSource, prompt_rng, request_set
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
 from spectune.simulator.schema import dump_yaml, load_acceptance_profile
 from spectune.simulator.tree import Tree
@@ -298,7 +298,8 @@ def visited_per_position(reqs: list, k: int) -> list[float]:
     """``a_1..a_k`` over the steps greedy chain drafting with ``k`` visits (module doc).
 
     Args:
-        reqs: the profiler's per-request arrays (:class:`~spectune.profiler.measure.acceptance.RequestAcceptance`,
+        reqs: the profiler's per-request arrays (``RequestAcceptance`` of
+            :mod:`spectune.profiler.measure.acceptance`,
             T = 0: ``acc`` is 0/1).
         k: chain length replayed.
 

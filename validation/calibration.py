@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from spectune.profiler.native.serve import StepLog
+from spectune.profiler.live import StepLog
 from spectune.simulator.api import resolve_tree
 
 from .matrix import Entry

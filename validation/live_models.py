@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spectune.profiler.live import PromptSource
 from spectune.profiler.native.drafters import Drafter, ModelDrafter, NgramDrafter
-from spectune.profiler.native.serve import PromptSource
 from spectune.profiler.runtime.model import DecoderLM
 from spectune.profiler.runtime.prompts import read_prompts
 from spectune.profiler.runtime.specs import LoadedModel, load_model

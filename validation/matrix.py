@@ -1,7 +1,8 @@
 """The validation matrix: which configurations and workloads ``spectune validate`` runs.
 
 Every matrix entry is one configuration (drafter, chain k or tree budget/depth,
-``max_num_seqs``) under one workload. Entries are run live (:mod:`spectune.profiler.native.serve`) and simulated
+``max_num_seqs``) under one workload. Entries are run live
+(:mod:`spectune.profiler.native.serve`) and simulated
 (:func:`spectune.simulator.api.simulate`) on the *same* resolved scenario and seed, so both
 serve the same requests.
 
@@ -20,8 +21,8 @@ hundred tokens, so a run takes seconds):
   report and read by both sides through the workload's ``trace`` field.
 
 Serving limits are set so the simulator cannot do what the live engine cannot
-(:func:`~spectune.profiler.native.serve.check_comparable`): a token budget above any whole prefill and a KV cache
-that never binds, with the ``queue`` policy.
+(``check_comparable`` in :mod:`spectune.profiler.native.serve`): a token budget above any
+whole prefill and a KV cache that never binds, with the ``queue`` policy.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from spectune.profiler.native.serve import StepLog
+from spectune.profiler.live import StepLog
 from spectune.simulator.api import tree_level_queries
 from spectune.simulator.latency import LatencyModel
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario

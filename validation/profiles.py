@@ -20,11 +20,9 @@ from pathlib import Path
 
 import torch
 
+from spectune.profiler.measure.grid import DTYPES, Grid, ProfileSettings
 from spectune.profiler.measure.latency import (
-    DTYPES,
-    Grid,
     PartialLog,
-    ProfileSettings,
     build_profile,
     measure,
     model_arch,

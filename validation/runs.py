@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from spectune.profiler.native.serve import LiveResult, PromptSource, serve
+from spectune.profiler.live import LiveResult, PromptSource
+from spectune.profiler.native.serve import serve
 from spectune.simulator.api import resolve_tree, simulate
 from spectune.simulator.scenario import ResolvedScenario
 

@@ -23,7 +23,7 @@ from spectune.simulator.errors import InputError
 from spectune.simulator.schema import LatencyStats
 
 if TYPE_CHECKING:
-    from .latency import Point, ProfileSettings
+    from .grid import Point, ProfileSettings
 
 
 def latency_stats(samples_ms: Iterable[float]) -> LatencyStats:

@@ -1,8 +1,8 @@
 """The live speculative-decoding engine: batched draft + verify steps on real models.
 
-:class:`SpecEngine` runs a target :class:`~spectune.profiler.runtime.model.DecoderLM` with a :class:`~.drafters.Drafter`
-over a batch of requests with different prompt lengths (ragged KV-cache lengths, no
-padding of the context). One :meth:`SpecEngine.step`:
+:class:`SpecEngine` runs a target ``DecoderLM`` (:mod:`spectune.profiler.runtime.model`)
+with a :class:`~.drafters.Drafter` over a batch of requests with different prompt lengths
+(ragged KV-cache lengths, no padding of the context). One :meth:`SpecEngine.step`:
 
 1. prefills the requests added since the last step (target and draft model; prompts of
    equal length share a forward); the prefill's logits give each request's first token,
@@ -11,10 +11,11 @@ padding of the context). One :meth:`SpecEngine.step`:
    static tree), verifies all drafts of all sequences in **one** target forward
    (``[root, drafts...]`` per sequence, tree-masked for trees), accepts per sequence
    (greedy or speculative sampling, :mod:`.sampling`), commits the accepted tokens' K/V and
-   rolls the rest back (:class:`~spectune.profiler.runtime.kvcache.KVCache` commit/truncate, no copy for chains);
+   rolls the rest back (``KVCache`` commit/truncate, no copy for chains);
 3. retires requests that reached ``max_new_tokens`` or EOS, compacting the cache slots.
 
-Requests can be added between any two steps (continuous batching) up to ``max_batch``.
+Requests can be added between any two steps (continuous batching) up to ``max_batch``;
+:func:`~.generate.generate` runs a prompt list to completion that way.
 ``k = 0`` without a tree is plain decoding through the same code (the speedup baseline).
 
 Invariant: for a running sequence with tokens ``t[0..L-1]`` the target's cache holds the
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ from .sampling import (
 )
 from .spec_stats import SpecStats, StepResult
 
-__all__ = ["CapacityError", "GenerateResult", "SpecEngine", "SpecStats", "StepResult"]
+__all__ = ["CapacityError", "SpecEngine", "SpecStats", "StepResult"]
 
 
 class CapacityError(SpectuneError):
@@ -71,31 +72,6 @@ class _Seq:
 
     def view(self) -> np.ndarray:
         return self.tokens[: self.length]
-
-
-@dataclass(frozen=True)
-class GenerateResult:
-    """Outputs of :meth:`SpecEngine.generate`.
-
-    Attributes:
-        outputs: generated token ids per prompt (prompt order), prompt excluded.
-        stats: counters and times of this run's steps.
-        wall_s: wall time of the run.
-        steps: every step's result, in order.
-    """
-
-    outputs: list[list[int]]
-    stats: SpecStats
-    wall_s: float
-    steps: list[StepResult] = field(repr=False)
-
-    @property
-    def generated_tokens(self) -> int:
-        return sum(len(o) for o in self.outputs)
-
-    @property
-    def tok_per_s(self) -> float:
-        return self.generated_tokens / self.wall_s if self.wall_s > 0 else float("nan")
 
 
 class SpecEngine:
@@ -406,41 +382,3 @@ class SpecEngine:
                     self.drafter.move(last, b)
                 self._running[b] = self._running[last]
             self._running.pop()
-
-    # ------------------------------------------------------------------ convenience
-
-    def generate(
-        self, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int]
-    ) -> GenerateResult:
-        """Generate for every prompt, admitting new ones as slots free up.
-
-        Args:
-            prompts: token ids per prompt.
-            max_new_tokens: one limit for all, or one per prompt.
-
-        Returns:
-            Outputs in prompt order, counters and wall time.
-        """
-        limits = (
-            [int(max_new_tokens)] * len(prompts)
-            if isinstance(max_new_tokens, int)
-            else [int(m) for m in max_new_tokens]
-        )
-        if len(limits) != len(prompts):
-            raise InputError(f"{len(limits)} max_new_tokens for {len(prompts)} prompts")
-        outputs: list[list[int]] = [[] for _ in prompts]
-        steps: list[StepResult] = []
-        stats = SpecStats(num_positions=self.query_width - 1)
-        queue = list(range(len(prompts)))
-        t0 = time.perf_counter()
-        while queue or self.has_unfinished():
-            while queue and self.num_running + self.num_waiting < self.max_batch:
-                i = queue.pop(0)
-                self.add(("generate", i), prompts[i], limits[i])
-            step = self.step()
-            steps.append(step)
-            stats.update(step)
-            for rid, toks in step.new_tokens.items():
-                outputs[rid[1]].extend(toks)
-        wall_s = time.perf_counter() - t0
-        return GenerateResult(outputs, stats, wall_s, steps)

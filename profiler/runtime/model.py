@@ -344,4 +344,3 @@ def controllable_pair(
                 if lin.bias is not None:
                     lin.bias.mul_(eps)
     return model
-

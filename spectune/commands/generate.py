@@ -185,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
     from spectune.profiler.native.drafters import ModelDrafter, NgramDrafter
     from spectune.profiler.native.engine import SpecEngine
+    from spectune.profiler.native.generate import generate
     from spectune.profiler.runtime.device import resolve_device, set_threads
     from spectune.profiler.runtime.prompts import decode, tokenize_prompts
     from spectune.profiler.runtime.specs import load_model
@@ -238,8 +239,8 @@ def run(args: argparse.Namespace) -> int:
             max_len=max_len,
             eos_token_id=eos,
         )
-        engine.generate(prompts[:1], 2)  # warm-up: first forwards pay one-off costs
-        return engine.generate(prompts, args.max_new_tokens)
+        generate(engine, prompts[:1], 2)  # warm-up: first forwards pay one-off costs
+        return generate(engine, prompts, args.max_new_tokens)
 
     result = run_engine(k, tree, make_drafter())
     base = run_engine(0, None, None) if args.baseline else None

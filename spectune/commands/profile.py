@@ -130,14 +130,14 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 
 def run_latency(args: argparse.Namespace) -> int:
-    from spectune.profiler.measure.latency import (
+    from spectune.profiler.measure.grid import (
         FULL_GRID,
         QUICK_GRID,
         Grid,
         ProfileSettings,
         parse_int_list,
-        profile_latency,
     )
+    from spectune.profiler.measure.latency import profile_latency
     from spectune.profiler.runtime.device import device_slug, resolve_device, set_threads
     from spectune.profiler.runtime.specs import load_model
 

@@ -52,7 +52,7 @@ def test_one_shape_falls_back_to_a_line():
 def test_calibration_runs_spread_over_repeats_and_resume(tmp_path):
     from types import SimpleNamespace
 
-    from spectune.profiler.native.serve import StepLog
+    from spectune.profiler.live import StepLog
     from spectune.validation.calibration import CalibrationRuns, calibration_rounds
 
     assert calibration_rounds(1) == [0]

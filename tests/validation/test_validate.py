@@ -192,7 +192,7 @@ def test_calibration_fits_overheads_once(scenario, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_latency_profiles_not_measured_here_are_measured(scenario, tmp_path, monkeypatch):
-    from spectune.profiler.measure.latency import Grid
+    from spectune.profiler.measure.grid import Grid
     from spectune.validation import profiles as validation_profiles
 
     grid = Grid(batches=(1, 2), queries=(1, 4, 16), contexts=(0, 32))

@@ -18,14 +18,8 @@ from spectune.profiler.demo.corpus import (  # noqa: E402
     list_files,
     load_corpus,
 )
-from spectune.profiler.demo.train import (  # noqa: E402
-    TARGET_RECIPE,
-    TrainRecipe,
-    _llama,
-    lr_at,
-    train_demo,
-    train_model,
-)
+from spectune.profiler.demo.recipes import TARGET_RECIPE, TrainRecipe, _llama  # noqa: E402
+from spectune.profiler.demo.train import lr_at, train_demo, train_model  # noqa: E402
 from spectune.profiler.runtime.checkpoint import load_checkpoint  # noqa: E402
 from spectune.profiler.runtime.prompts import read_prompts, tokenize_prompts  # noqa: E402
 from spectune.simulator.errors import InputError  # noqa: E402

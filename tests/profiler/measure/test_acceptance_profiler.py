@@ -19,6 +19,7 @@ from spectune.profiler.measure.acceptance import (  # noqa: E402
 )
 from spectune.profiler.native.drafters import ModelDrafter, NgramDrafter  # noqa: E402
 from spectune.profiler.native.engine import SpecEngine  # noqa: E402
+from spectune.profiler.native.generate import generate  # noqa: E402
 from spectune.profiler.runtime.checkpoint import save_checkpoint  # noqa: E402
 from spectune.profiler.runtime.config import ModelConfig  # noqa: E402
 from spectune.profiler.runtime.model import controllable_pair, random_model  # noqa: E402
@@ -59,7 +60,7 @@ def _prompts(n: int = 5, seed: int = 0) -> list[list[int]]:
 
 def _engine_counts(target, drafter, prompts):
     eng = SpecEngine(target, drafter, k=K, max_batch=8, max_len=64)
-    res = eng.generate(prompts, NEW)
+    res = generate(eng, prompts, NEW)
     return res
 
 
@@ -245,7 +246,7 @@ def test_tree_replay_equals_live_greedy_tree(kind):
     reqs, seqs = measure_acceptance(
         target, spec, prompts, 0.0, k=K, width=4, max_new_tokens=NEW + 3
     )
-    live = SpecEngine(target, drafter, tree=tree, max_batch=8, max_len=64).generate(prompts, NEW)
+    live = generate(SpecEngine(target, drafter, tree=tree, max_batch=8, max_len=64), prompts, NEW)
     assert [list(p) + o for p, o in zip(prompts, live.outputs, strict=True)] == [
         s[: len(p) + NEW] for p, s in zip(prompts, seqs, strict=True)
     ]

@@ -10,9 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from spectune.cli import main  # noqa: E402
+from spectune.profiler.measure.grid import Grid, ProfileSettings  # noqa: E402
 from spectune.profiler.measure.latency import (  # noqa: E402
-    Grid,
-    ProfileSettings,
     build_profile,
     clean_samples,
     profile_latency,

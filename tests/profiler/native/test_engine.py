@@ -19,6 +19,7 @@ from spectune.profiler.native.drafters import (  # noqa: E402
     TreeDraft,
 )
 from spectune.profiler.native.engine import CapacityError, SpecEngine  # noqa: E402
+from spectune.profiler.native.generate import generate  # noqa: E402
 from spectune.profiler.runtime.config import ModelConfig  # noqa: E402
 from spectune.profiler.runtime.model import controllable_pair, random_model  # noqa: E402
 from spectune.simulator.errors import InputError  # noqa: E402
@@ -75,7 +76,7 @@ def baseline(target, prompts9):
     outs = []
     for p in prompts9:
         eng = SpecEngine(target, None, max_batch=1, max_len=96)
-        outs.append(eng.generate([p], NEW_TOKENS).outputs[0])
+        outs.append(generate(eng, [p], NEW_TOKENS).outputs[0])
     return outs
 
 
@@ -113,11 +114,11 @@ def test_greedy_sd_is_lossless(target, prompts9, baseline, kind, shape, batch):
         outs = []
         for p in prompts9[:3]:
             eng = SpecEngine(target, _make_drafter(kind, target), max_batch=1, max_len=96, **spec)
-            outs.append(eng.generate([p], NEW_TOKENS).outputs[0])
+            outs.append(generate(eng, [p], NEW_TOKENS).outputs[0])
         assert outs == baseline[:3]
         return
     eng = SpecEngine(target, _make_drafter(kind, target), max_batch=batch, max_len=96, **spec)
-    res = eng.generate(prompts9, NEW_TOKENS)
+    res = generate(eng, prompts9, NEW_TOKENS)
     assert res.outputs == baseline
     st = res.stats
     assert st.num_generated_tokens == 9 * NEW_TOKENS
@@ -140,7 +141,7 @@ def test_continuous_batching_and_eos(target, prompts9, baseline):
         max_len=96,
         eos_token_id=eos,
     )
-    res = eng.generate(prompts9, NEW_TOKENS)
+    res = generate(eng, prompts9, NEW_TOKENS)
     assert res.outputs == expect
     assert max(s.batch_size for s in res.steps) == 3 and not eng.has_unfinished()
 
@@ -276,7 +277,7 @@ def test_sampled_sd_matches_target_distribution(shape):
     eng = SpecEngine(
         target, drafter, temperature=temperature, seed=3, max_batch=1500, max_len=16, **spec
     )
-    res = eng.generate([prompt] * n_req, n_tok)
+    res = generate(eng, [prompt] * n_req, n_tok)
     idx = np.array([np.ravel_multi_index(o, [4] * n_tok) for o in res.outputs])
     observed = np.bincount(idx, minlength=4**n_tok)
     expected = _exact_joint(target, prompt, n_tok, temperature)

@@ -14,8 +14,9 @@ torch = pytest.importorskip("torch")
 
 from conftest import latency_profile_dict  # noqa: E402
 
+from spectune.profiler.live import PromptSource, request_set  # noqa: E402
 from spectune.profiler.native.drafters import ModelDrafter, NgramDrafter  # noqa: E402
-from spectune.profiler.native.serve import PromptSource, check_comparable, request_set, serve  # noqa: E402
+from spectune.profiler.native.serve import check_comparable, serve  # noqa: E402
 from spectune.profiler.runtime.config import ModelConfig  # noqa: E402
 from spectune.profiler.runtime.model import controllable_pair  # noqa: E402
 from spectune.simulator import load_scenario, simulate  # noqa: E402
