@@ -1,10 +1,12 @@
 """How sure a recommendation is: re-running the finalists over resampled seeds and acceptance.
 
-Each sample re-simulates the two best finalists at search fidelity with another seed
+Each sample re-simulates the two best finalists at *final* fidelity (the runs the pick was
+chosen on, so the band and the table speak of the same simulations) with another seed
 (arrival, length and acceptance draws) and a resampled acceptance level: one logit shift
 per drafter, N(0, 0.15²) — about ±3 points at a = 0.7, standing for the error of a
 measured acceptance profile. Reported: the pick's objective range over the samples
-relative to its nominal value, and how often it stays ahead of the runner-up.
+relative to its nominal value, and how often it stays ahead of the runner-up (equal
+values count as ties).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from spectune.simulator.acceptance import shift_probs
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
 from spectune.simulator.schema import AcceptanceSpec
 
-from .evaluate import DIRECTIONS, Evaluation, Evaluator
+from .evaluate import DIRECTIONS, Evaluation, Evaluator, Job
 
 ACCEPTANCE_LOGIT_SD = 0.15
 
@@ -44,34 +46,45 @@ def resample_acceptance(rs: ResolvedScenario, rng: np.random.Generator) -> Resol
 
 
 def confidence_band(
-    rs: ResolvedScenario,
     finalists: list[Evaluation],
     objective: str,
     evaluator: Evaluator,
     seed: int,
     samples: int,
+    *,
+    requests: int,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Spread of the pick's objective over resampled seeds and acceptance (module doc)."""
+    """Spread of the pick's objective over resampled seeds and acceptance (module doc).
+
+    Args:
+        finalists: the final-fidelity ranking, the pick first.
+        objective: the objective name.
+        evaluator: the final-fidelity evaluator (the same runs the pick was chosen on).
+        seed: the simulator seed of the nominal runs.
+        samples: resamples (0 = no band).
+        requests: requests each run simulates (reported as the band's fidelity).
+        workers: processes for the ``samples × 2`` simulations.
+    """
     if samples <= 0 or not finalists:
         return {}
-    rivals = finalists[:2]
+    pick = finalists[0]
+    # A finalist whose run came out identical to the pick's (e.g. a max_num_seqs the batch
+    # never reaches) is the same serving behaviour, not a rival: name it, band the next.
+    same = [e for e in finalists[1:] if _same_run(e, pick)]
+    rivals = [pick, *[e for e in finalists[1:] if not _same_run(e, pick)][:1]]
     ss = np.random.SeedSequence([seed, 4242])
-    rows: list[list[float]] = []
+    jobs = []
     for i, child in enumerate(ss.spawn(samples)):
-        rng = np.random.default_rng(child)
-        base = resample_acceptance(evaluator.base, rng)
-        rows.append(
-            [
-                evaluator.evaluate(e.config, seed=seed + 1 + i, base=base).value(objective)
-                for e in rivals
-            ]
-        )
-    vals = np.asarray(rows)  # [samples, rivals]
-    nominal = evaluator.evaluate(rivals[0].config).value(objective)
+        base = resample_acceptance(evaluator.base, np.random.default_rng(child))
+        jobs += [Job(e.config, seed=seed + 1 + i, base=base) for e in rivals]
+    runs = evaluator.evaluate_jobs(jobs, workers)
+    vals = np.asarray([r.value(objective) for r in runs]).reshape(samples, len(rivals))
+    nominal = rivals[0].value(objective)  # the pick's own final-fidelity run
     rel = vals[:, 0] / nominal if nominal else np.full(samples, np.nan)
     out: dict[str, Any] = {
         "samples": samples,
-        "fidelity_requests": evaluator.num_requests,
+        "fidelity_requests": requests,
         "how": "other seeds + acceptance shifted N(0, 0.15^2) in logit space per drafter",
         "value_min": float(vals[:, 0].min()),
         "value_median": float(np.median(vals[:, 0])),
@@ -80,11 +93,19 @@ def confidence_band(
         "relative_max": float(np.nanmax(rel)),
     }
     if len(rivals) > 1:
-        better = (
-            vals[:, 0] > vals[:, 1]
-            if DIRECTIONS[objective] == "maximize"
-            else (vals[:, 0] < vals[:, 1])
-        )
+        sign = 1.0 if DIRECTIONS[objective] == "maximize" else -1.0
+        diff = sign * (vals[:, 0] - vals[:, 1])
+        # Equal values (e.g. two caps the batch never reaches) are ties, not losses.
+        tie = np.isclose(vals[:, 0], vals[:, 1], rtol=1e-9, atol=0.0)
         out["runner_up"] = rivals[1].config.label()
-        out["wins_vs_runner_up"] = float(better.mean())
+        out["wins_vs_runner_up"] = float(((diff > 0) & ~tie).mean())
+        out["ties_vs_runner_up"] = float(tie.mean())
+    if same:
+        out["identical_to_pick"] = [e.config.label() for e in same]
     return out
+
+
+def _same_run(a: Evaluation, b: Evaluation) -> bool:
+    """Two configurations whose simulations came out the same, request for request."""
+    keys = ("throughput_tok_per_s", "ttft_s", "tpot_s", "e2e_s", "decode_steps", "iterations")
+    return all(a.metrics.get(k) == b.metrics.get(k) for k in keys)

@@ -16,9 +16,10 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from spectune.simulator import analytic
 from spectune.simulator.scenario import ResolvedScenario, auto_kv_cache_tokens
@@ -26,6 +27,9 @@ from spectune.simulator.schema import Slo
 from spectune.simulator.tree import Tree
 
 from .space import Config
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 OBJECTIVES = ("throughput", "goodput", "latency")
 DIRECTIONS = {"throughput": "maximize", "goodput": "maximize", "latency": "minimize"}
@@ -36,6 +40,11 @@ PARETO_DIRECTIONS = ("maximize", "minimize")
 def percentile_value(metrics: dict[str, Any], key: str, percentile: int = 99) -> float:
     v = (metrics.get(key) or {}).get(f"p{percentile}")
     return float(v) if v is not None else math.nan
+
+
+def percentile_key(metric: str, percentile: int) -> str:
+    """The name of a metric at a percentile, unit last: ``tpot``, 90 -> ``tpot_p90_s``."""
+    return f"{metric}_p{percentile}_s"
 
 
 def slo_violation(metrics: dict[str, Any], slo: Slo) -> float:
@@ -52,10 +61,11 @@ def slo_violation(metrics: dict[str, Any], slo: Slo) -> float:
     return max(ratios) - 1.0
 
 
-def objective_value(metrics: dict[str, Any], objective: str) -> float:
-    """The metric an objective reads (NaN = nothing measured becomes the worst value)."""
+def objective_value(metrics: dict[str, Any], objective: str, percentile: int = 99) -> float:
+    """The metric an objective reads (NaN = nothing measured becomes the worst value);
+    ``latency`` is TPOT at ``percentile`` (the scenario's ``slo.percentile``)."""
     if objective == "latency":
-        v = percentile_value(metrics, "tpot_s")
+        v = percentile_value(metrics, "tpot_s", percentile)
         return v if math.isfinite(v) else math.inf
     key = "throughput_tok_per_s" if objective == "throughput" else "goodput_req_per_s"
     v = float(metrics.get(key) or 0.0)
@@ -73,6 +83,7 @@ class Evaluation:
         violation: SLO violation (<= 0 = meets the SLOs).
         num_requests: requests simulated (the fidelity).
         sim_s: wall seconds the simulation took (0 when it came from the memo).
+        percentile: the SLOs' percentile, at which ``latency`` reads TPOT.
     """
 
     config: Config
@@ -81,13 +92,14 @@ class Evaluation:
     violation: float
     num_requests: int
     sim_s: float = 0.0
+    percentile: int = 99
 
     @property
     def feasible(self) -> bool:
         return self.violation <= 0.0
 
     def value(self, objective: str) -> float:
-        return objective_value(self.metrics, objective)
+        return objective_value(self.metrics, objective, self.percentile)
 
     def sort_key(self, objective: str) -> tuple[int, float]:
         """Ascending = better: feasible first by value, then by smallest violation."""
@@ -133,6 +145,11 @@ class Evaluator:
     @property
     def num_requests(self) -> int | None:
         return self.base.scenario.workload.num_requests
+
+    @property
+    def percentile(self) -> int:
+        """The SLOs' percentile: the one every objective, table and plot reads."""
+        return int(self.base.scenario.slo.percentile)
 
     def tree(self, config: Config) -> Tree | None:
         """The optimal tree for a tree config (closed-form DP), None for chains."""
@@ -195,24 +212,32 @@ class Evaluator:
         memo_ok = seed is None and base is None
         if memo_ok and key in self.memo:
             return self.memo[key]
-        rs = self.scenario_for(config, base)
+        ev = self._run(Job(config, seed, base))
+        self._count(ev)
+        if memo_ok:
+            self.memo[key] = ev
+        return ev
+
+    def _run(self, job: Job) -> Evaluation:
+        """One simulation, no memo and no counters (safe in a forked worker)."""
+        rs = self.scenario_for(job.config, job.base)
         t0 = time.perf_counter()
-        result = self._simulate(rs, self.seed if seed is None else seed)
+        result = self._simulate(rs, self.seed if job.seed is None else job.seed)
         dt = time.perf_counter() - t0
-        self.n_simulations += 1
-        self.sim_seconds += dt
         metrics = dict(result.metrics)
-        ev = Evaluation(
-            config=config.normalized(),
-            key=key,
+        return Evaluation(
+            config=job.config.normalized(),
+            key=self.key(job.config),
             metrics=metrics,
             violation=slo_violation(metrics, rs.scenario.slo),
             num_requests=int(metrics.get("num_requests") or 0),
             sim_s=dt,
+            percentile=int(rs.scenario.slo.percentile),
         )
-        if memo_ok:
-            self.memo[key] = ev
-        return ev
+
+    def _count(self, ev: Evaluation) -> None:
+        self.n_simulations += 1
+        self.sim_seconds += ev.sim_s
 
     def evaluate_many(self, configs: list[Config], workers: int = 1) -> list[Evaluation]:
         """Evaluate several configs (memoised), the uncached ones in ``workers`` forked
@@ -226,29 +251,63 @@ class Evaluator:
             key = self.key(c)
             if key not in self.memo and key not in todo:
                 todo[key] = c
-        n = min(workers, len(todo))
-        if n >= 2 and "fork" in multiprocessing.get_all_start_methods():
-            global _POOL_EVALUATOR
-            _POOL_EVALUATOR = self
-            ctx = multiprocessing.get_context("fork")
-            try:
-                with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-                    for ev in pool.map(_pool_evaluate, list(todo.values())):
-                        self.memo[ev.key] = ev
-                        self.n_simulations += 1
-                        self.sim_seconds += ev.sim_s
-            finally:
-                _POOL_EVALUATOR = None
+        for ev in self.evaluate_jobs([Job(c) for c in todo.values()], workers):
+            self.memo.setdefault(ev.key, ev)
         return [self.evaluate(c) for c in configs]
 
+    def evaluate_jobs(self, jobs: list[Job], workers: int = 1) -> list[Evaluation]:
+        """Simulate each job (a config, optionally with its own seed and base scenario),
+        in ``workers`` forked processes when there are two or more (see :func:`fork_map`);
+        nothing is memoised here.
 
-_POOL_EVALUATOR: Evaluator | None = None
+        Returns:
+            The evaluations, in the order of ``jobs``.
+        """
+        out = fork_map(self._run, jobs, workers)
+        for ev in out:
+            self._count(ev)
+        return out
 
 
-def _pool_evaluate(config: Config) -> Evaluation:
-    """Run in a forked worker: the parent's evaluator is inherited, not pickled."""
-    assert _POOL_EVALUATOR is not None
-    return _POOL_EVALUATOR.evaluate(config)
+@dataclass(frozen=True)
+class Job:
+    """One simulation for :meth:`Evaluator.evaluate_jobs`: ``config`` under ``seed`` (None =
+    the evaluator's) on ``base`` (None = the evaluator's scenario at its fidelity)."""
+
+    config: Config
+    seed: int | None = None
+    base: ResolvedScenario | None = None
+
+
+_FORK: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+
+
+def fork_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 1) -> list[R]:
+    """``[fn(x) for x in items]``, in ``workers`` forked processes when there are two or more
+    items and workers (simulations are independent pure calls). The workers inherit ``fn``
+    and ``items`` from the parent (nothing but an index and the result is pickled), so
+    ``fn`` may be a closure; it must not rely on side effects reaching the parent.
+
+    Returns:
+        The results, in the order of ``items``.
+    """
+    n = min(workers, len(items))
+    if n < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(x) for x in items]
+    global _FORK
+    _FORK = (fn, items)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            return list(pool.map(_fork_call, range(len(items))))
+    finally:
+        _FORK = None
+
+
+def _fork_call(i: int) -> Any:
+    assert _FORK is not None
+    fn, items = _FORK
+    return fn(items[i])
 
 
 def default_workers() -> int:

@@ -4,14 +4,16 @@ Objectives (units in the names of the metrics they read):
 
 - ``throughput``: output tokens per second (``throughput_tok_per_s``), maximised;
 - ``goodput``: requests per second that meet every SLO (``goodput_req_per_s``), maximised;
-- ``latency``: p99 time per output token (``tpot_s.p99``, seconds), minimised;
+- ``latency``: time per output token at the SLOs' percentile Q (``slo.percentile``, p99
+  by default; ``tpot_s.pQ``, seconds), minimised — the same percentile the SLOs, tables,
+  JSON keys (``tpot_pQ_s``) and plots use;
 - ``auto`` (the default): ``latency`` for open-loop workloads, where every config that
   keeps up delivers the offered load and throughput cannot tell them apart, else
   ``throughput``.
 
 SLOs are a constraint, not a penalty folded into the value: a config *meets the SLOs*
-when the p99 of each metric the scenario bounds (TTFT, TPOT, E2E) is within its bound.
-Its violation ``max_i(p99_i / slo_i) − 1`` (<= 0 = met) is given to Optuna with
+when the pQ of each metric the scenario bounds (TTFT, TPOT, E2E) is within its bound.
+Its violation ``max_i(pQ_i / slo_i) − 1`` (<= 0 = met) is given to Optuna with
 ``trial.set_constraint("slo", v)``, so TPE / NSGA-II prefer feasible trials, and ranking
 puts every feasible config before every infeasible one, infeasible ones by smallest
 violation (the "closest config" reported when none meets the SLOs).
@@ -26,7 +28,7 @@ before simulating, a config's batch-1 speedup bound ``u`` is priced with the DES
 step costs (speculation pays most at batch 1 and less as the batch grows). A trial is
 pruned when (1) ``u < 1`` and plain decoding is in the search (it cannot beat plain
 decoding at any load), or (2) the optimistic value — plain decoding's value scaled by
-``u`` (throughput × u, or p99 TPOT / u) — is worse than the best feasible value so far by
+``u`` (throughput × u, or pQ TPOT / u) — is worse than the best feasible value so far by
 more than a 10 % margin. Rule 2 is a heuristic bound (queueing is not in it); the margin
 keeps it conservative. The bound is reported as the trial's intermediate value. DES
 progress is not reported as intermediate values: ``simulate`` has no progress hook, and
@@ -123,7 +125,8 @@ class Screen:
         if self.objective == "latency":
             optimistic = base / u
             if optimistic > best * (1.0 + self.margin):
-                return f"optimistic p99 TPOT {optimistic:.4g} s > best {best:.4g} s + margin"
+                pct = self.plain.percentile
+                return f"optimistic p{pct} TPOT {optimistic:.4g} s > best {best:.4g} s + margin"
         else:
             optimistic = base * u
             if optimistic < best * (1.0 - self.margin):
@@ -138,7 +141,7 @@ class TrialObjective:
         evaluator: simulates configs.
         dims: the search space.
         objective: objective name (ignored with ``pareto``).
-        pareto: return (throughput, p99 TPOT) for NSGA-II instead of one value.
+        pareto: return (throughput, pQ TPOT) for NSGA-II instead of one value.
         screen: closed-form pruning, or None.
     """
 
@@ -165,7 +168,7 @@ class TrialObjective:
         done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         for t in done:
             if t.user_attrs.get("config_key") == key and "metrics" in t.user_attrs:
-                ev = evaluation_from_attrs(t.user_attrs)
+                ev = evaluation_from_attrs(t.user_attrs, self.evaluator.percentile)
                 if ev is not None:
                     self.evaluator.remember(ev)
                     return ev
@@ -217,8 +220,9 @@ def record(trial: optuna.Trial, ev: Evaluation) -> None:
     trial.set_constraint("slo", float(v))
 
 
-def evaluation_from_attrs(attrs: dict[str, Any]) -> Evaluation | None:
-    """Rebuild an :class:`Evaluation` from a finished trial's user attributes."""
+def evaluation_from_attrs(attrs: dict[str, Any], percentile: int = 99) -> Evaluation | None:
+    """Rebuild an :class:`Evaluation` from a finished trial's user attributes (the study's
+    fingerprint pins the scenario, so ``percentile`` is the scenario's ``slo.percentile``)."""
     try:
         config = Config.from_dict(attrs["config"])
         return Evaluation(
@@ -228,6 +232,7 @@ def evaluation_from_attrs(attrs: dict[str, Any]) -> Evaluation | None:
             violation=float(attrs["slo_violation"]),
             num_requests=int(attrs.get("num_requests", 0)),
             sim_s=float(attrs.get("sim_s", 0.0)),
+            percentile=percentile,
         )
     except (KeyError, TypeError, ValueError):
         return None

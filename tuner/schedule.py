@@ -51,8 +51,9 @@ def batch_bands(max_batch: int) -> list[tuple[int, int]]:
     return bands
 
 
-def mean_context_tokens(rs: ResolvedScenario, sample: int = 2000) -> float:
-    """Mean context per sequence during decode: mean prompt + half the mean output."""
+def mean_lengths(rs: ResolvedScenario, sample: int = 2000) -> tuple[float, float]:
+    """Mean (prompt, output) tokens per request: the first ``sample`` trace rows, or the
+    length distributions' means."""
     wl = rs.scenario.workload
     if rs.trace_path is not None:
         from spectune.simulator.workload import read_trace
@@ -61,8 +62,14 @@ def mean_context_tokens(rs: ResolvedScenario, sample: int = 2000) -> float:
         n = min(len(tr.prompt_tokens), wl.num_requests or len(tr.prompt_tokens), sample)
         p = float(np.mean(np.maximum(tr.prompt_tokens[:n], 1)))
         o = float(np.mean(np.maximum(tr.output_tokens[:n], 1)))
-        return p + o / 2.0
-    return _dist_mean(wl.prompt_tokens) + _dist_mean(wl.output_tokens) / 2.0
+        return p, o
+    return _dist_mean(wl.prompt_tokens), _dist_mean(wl.output_tokens)
+
+
+def mean_context_tokens(rs: ResolvedScenario, sample: int = 2000) -> float:
+    """Mean context per sequence during decode: mean prompt + half the mean output."""
+    p, o = mean_lengths(rs, sample)
+    return p + o / 2.0
 
 
 def _dist_mean(d: object) -> float:

@@ -12,12 +12,18 @@
    (k = 5 chain, the value in vLLM's and SGLang's docs examples) on the search's top
    drafter and the scenario's own ``spec``, as one batch of simulations run in parallel
    processes (fork) where CPUs allow. The best at final fidelity is the recommendation.
+   With ``--pareto`` the whole search-fidelity front (up to ``PARETO_FINAL_MAX`` configs)
+   is re-simulated, and the front reported is the one among final-fidelity runs.
 3. Confidence band: the final top configurations are re-run ``band_samples`` times at
-   search fidelity, each with another seed (arrivals/lengths/acceptance draws) and a
+   final fidelity, each with another seed (arrivals/lengths/acceptance draws) and a
    resampled acceptance level (one logit shift per drafter, N(0, 0.15²), ~±3 points at
    a = 0.7, standing for the error of a measured acceptance profile). Reported: the
    pick's objective range over the samples relative to its own nominal value, and how
    often it stays ahead of the runner-up.
+
+Fidelity: everything reported beside the pick (the comparison table, the Pareto front,
+the band, the JSON) comes from final-fidelity runs; only ``searched`` (the study's
+trials, drawn in ``--plot``'s left panel, which says so) is at search fidelity.
 
 Errors: an empty space or unknown objective raise :class:`InputError`; when no
 configuration meets the SLOs, :class:`NoFeasibleConfig` carries the full outcome so the
@@ -58,6 +64,7 @@ from .space import NONE, Config, SearchDims, config_params, grid
 DEFAULT_SEARCH_REQUESTS = 600
 DEFAULT_TRIALS = 30
 ENGINE_DEFAULT_K = 5  # vLLM's and SGLang's documented examples speculate 5 tokens
+PARETO_FINAL_MAX = 8  # search-front configs re-simulated at final fidelity (--pareto)
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,9 @@ class SearchOutcome:
     plain: Evaluation
     defaults: dict[str, Evaluation]
     finalists: list[Evaluation]
-    searched: list[Evaluation]
-    pareto_front: list[Evaluation]
-    band: dict[str, Any]
+    searched: list[Evaluation]  # the study's trials, at search fidelity
+    pareto_front: list[Evaluation]  # at final fidelity
+    band: dict[str, Any]  # at final fidelity
     grid_size: int
     trials: int
     simulations: int
@@ -189,21 +196,21 @@ def _open(rs, s, objective, search_n, seed, sampler_seed, kind, n_trials):
     return st.open_study(name, storage, directions, sampler, fp), name
 
 
-def _collect(study: optuna.Study) -> tuple[list[Evaluation], int]:
+def _collect(study: optuna.Study, percentile: int) -> tuple[list[Evaluation], int]:
     evals: dict[str, Evaluation] = {}
     pruned = 0
     for t in study.get_trials(deepcopy=False, states=st.FINISHED):
         if t.state == optuna.trial.TrialState.PRUNED:
             pruned += 1
             continue
-        ev = evaluation_from_attrs(t.user_attrs)
+        ev = evaluation_from_attrs(t.user_attrs, percentile)
         if ev is not None:
             evals.setdefault(ev.key, ev)
     return list(evals.values()), pruned
 
 
 def pareto_front(evals: list[Evaluation]) -> list[Evaluation]:
-    """Feasible configs (all, when none is) not dominated in (throughput ↑, p99 TPOT ↓)."""
+    """Feasible configs (all, when none is) not dominated in (throughput ↑, pQ TPOT ↓)."""
     pool = [e for e in evals if e.feasible] or evals
     pts = [(e.value("throughput"), e.value("latency")) for e in pool]
     front = []
@@ -272,7 +279,7 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
             warm = [Config(), *warm_start(rs, dims, configs, plain, search, k, seed)]
             st.enqueue_missing(study, [config_params(c, dims) for c in warm])
         st.run(study, trial_obj, n_trials, progress=s.progress)
-    evals, pruned = _collect(study)
+    evals, pruned = _collect(study, search.percentile)
     for e in evals:  # trials from earlier runs / other workers: same scenario and fidelity
         search.remember(e)
     return Stage(
@@ -316,10 +323,11 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
     # ---- final fidelity: finalists, plain decoding, engine defaults
     finalists_cfg: list[Config] = []
     source = front if s.pareto else ranked
+    cap = max(s.top_n, PARETO_FINAL_MAX) if s.pareto else s.top_n
     for e in source:
         if e.config not in finalists_cfg:
             finalists_cfg.append(e.config)
-        if len(finalists_cfg) >= s.top_n:
+        if len(finalists_cfg) >= cap:
             break
     # The k=5 default goes on the search's top drafter, so every final simulation is
     # known up front and runs as one batch (in parallel where CPUs allow).
@@ -348,7 +356,11 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
     best = finalists[0]
     defaults = dict(zip(extra, done[1 + len(finalists_cfg) :], strict=True))
 
-    band = confidence_band(rs, finalists, objective, search, seed, s.band_samples)
+    if s.pareto:  # the front among final-fidelity runs, not the search's
+        front = pareto_front(finalists)
+    band = confidence_band(
+        finalists, objective, final, seed, s.band_samples, requests=final_n, workers=workers
+    )
     outcome = SearchOutcome(
         objective="pareto" if s.pareto else objective,
         direction=DIRECTIONS[objective],

@@ -1,6 +1,7 @@
 """``spectune plan``: capacity planning — the highest Poisson arrival rate one replica
 sustains under the scenario's SLOs, with and without speculative decoding (the best config
-at each rate), the replicas a target rate needs, and a plot of goodput and p99 TPOT vs rate.
+at each rate), the replicas a target rate needs, and a plot of goodput and TPOT at the SLOs'
+percentile vs rate.
 
 Method and assumptions: :mod:`spectune.tuner.plan`.
 """
@@ -8,20 +9,26 @@ Method and assumptions: :mod:`spectune.tuner.plan`.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from spectune.output import add_scenario_args, print_json, table
 from spectune.simulator import load_scenario
-from spectune.tuner.plan import PlanResult, plan
+from spectune.tuner.evaluate import percentile_key
+from spectune.tuner.plan import DEFAULT_REQUESTS, KEEP_UP_TOL, PlanResult, Probe, plan
 
 EPILOG = """\
 examples:
   spectune plan examples/azure-code-h100.yaml --qps 40
   spectune plan examples/azure-conv-h100.yaml --json --plot capacity.png
-  spectune plan examples/azure-code-h100.yaml --set slo.tpot_s=0.03 --requests 1000
+  spectune plan examples/azure-code-h100.yaml --set slo.tpot_s=0.03 --requests 8000
 
-A rate is sustained when the slo.percentile (p99 by default) of every SLO-bounded metric is
-within its bound, with requests arriving as a Poisson process (lengths from the scenario).
+A rate is sustained when, in steady state (the first quarter of each run is warm-up),
+the SLOs' percentile (slo.percentile; p99 unless set) of every SLO-bounded metric is within
+its bound AND the server keeps up: departures keep pace with arrivals (>= 97%), the
+waiting queue does not grow, and the run completes >= 97% of the offered rate as
+`spectune simulate` reports it. Each probed rate runs --requests Poisson arrivals (default
+5,000; the check at the reported rate is printed). Times in seconds, rates in req/s.
 Replicas assume an even random split of the traffic (each replica sees a Poisson stream).
 """
 
@@ -31,8 +38,8 @@ def register(subparsers: Any) -> None:
         "plan",
         help="max arrival rate per replica under the SLOs, with and without SD; replicas",
         description="Capacity planning: bisection on the Poisson arrival rate for the highest\n"
-        "rate one replica sustains under the SLOs, with plain decoding and with the best\n"
-        "speculative config at each rate.",
+        "rate one replica sustains in steady state under the SLOs, with plain decoding and\n"
+        "with the best speculative config at each rate.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,17 +51,25 @@ def register(subparsers: Any) -> None:
         help="target arrival rate (req/s): report the replicas it needs",
     )
     p.add_argument(
-        "--requests", type=int, default=500, help="requests simulated per rate (default 500)"
+        "--requests",
+        type=int,
+        default=DEFAULT_REQUESTS,
+        help=f"Poisson arrivals simulated per probed rate (default {DEFAULT_REQUESTS:,}, capped "
+        "by the trace's rows); longer = a longer steady-state check",
     )
     p.add_argument(
         "--objective",
         default=None,
-        help="how configs that meet the SLOs are ranked at a rate (default auto)",
+        help="how configs that meet the SLOs are ranked at a rate (default auto: TPOT at "
+        "the SLOs' percentile for open-loop load)",
     )
     p.add_argument("--seed", type=int, default=None, help="simulator seed")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
-        "--plot", default=None, metavar="FILE.png", help="plot goodput and p99 TPOT vs arrival rate"
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="plot goodput and TPOT (at the SLOs' percentile) vs arrival rate",
     )
     p.set_defaults(func=run)
 
@@ -65,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from spectune.tuner.plots import plot_plan
 
-        plot_plan([pt.row(res.objective) for pt in res.points], rs.scenario.slo.tpot_s, args.plot)
+        rows = [pt.row(res.percentile) for pt in res.points]
+        plot_plan(rows, rs.scenario.slo.tpot_s, res.percentile, args.plot)
     if args.json:
         print_json(to_json(res))
     else:
@@ -83,24 +99,59 @@ def to_json(res: PlanResult) -> dict[str, Any]:
         if res.qps is not None
         else None,
         "requests_per_rate": res.requests,
+        "seeds": list(res.seeds),
+        "slo_percentile": res.percentile,
+        "keep_up_tolerance": KEEP_UP_TOL,
         "objective": res.objective,
         "simulations": res.simulations,
-        "rates": [pt.row(res.objective) for pt in res.points],
+        "checks": {
+            "plain": [p.check() for p in res.checks_plain],
+            "sd": [p.check() for p in res.checks_sd],
+        },
+        "rates": [pt.row(res.percentile) for pt in res.points],
     }
+
+
+def _check_lines(label: str, runs: list[Probe], pct: int) -> list[str]:
+    """One line per seed: the steady window and the whole run as `simulate` reports it."""
+    out = [f"  {label}: {runs[0].config.label()} at {runs[0].rate_per_s:.3g} req/s"]
+    for p in runs:
+        st, run, m = p.steady, p.run, p.evaluation.metrics
+        out.append(
+            f"    seed {p.seed}, {run.get('num_requests'):,} requests: steady window "
+            f"p{pct} TTFT {_s(_q(m, 'ttft_s', pct))}, p{pct} TPOT {_s(_q(m, 'tpot_s', pct))}, "
+            f"departures {st.completion_ratio:.1%} of arrivals, waiting queue "
+            f"{st.waiting[0]:.1f} -> {st.waiting[1]:.1f}; whole run: "
+            f"{run.get('requests_per_s') or math.nan:.3g} req/s completed "
+            f"({st.run_completion:.1%} of its arrivals, {st.offered_completion:.1%} of the "
+            f"offered rate), p{pct} TTFT "
+            f"{_s(_q(run, 'ttft_s', pct))}, p{pct} TPOT {_s(_q(run, 'tpot_s', pct))}"
+        )
+    return out
+
+
+def _q(m: dict[str, Any], key: str, pct: int) -> Any:
+    return (m.get(key) or {}).get(f"p{pct}")
+
+
+def _s(v: Any) -> str:
+    return f"{v:.3g} s" if isinstance(v, int | float) and math.isfinite(v) else "-"
 
 
 def render(rs: Any, res: PlanResult) -> str:
     slo = rs.scenario.slo
+    pct = res.percentile
     bounds = ", ".join(
-        f"p{slo.percentile} {name} <= {v:g} s"
+        f"p{pct} {name} <= {v:g} s"
         for name, v in (("TTFT", slo.ttft_s), ("TPOT", slo.tpot_s), ("E2E", slo.e2e_s))
         if v
     )
     gain = f" ({res.max_rate_sd / res.max_rate_plain:.2f}x)" if res.max_rate_plain > 0 else ""
     lines = [
         f"spectune plan: {rs.scenario.name or rs.source}",
-        f"SLOs: {bounds}; Poisson arrivals, {res.requests} requests per rate, "
-        f"{res.simulations} simulations",
+        f"SLOs: {bounds}, in steady state, and the server keeps up (>= "
+        f"{1 - KEEP_UP_TOL:.0%} of arrivals completed); Poisson arrivals, {res.requests:,} "
+        f"requests per rate, {res.simulations} simulations",
         "",
         f"max sustainable rate per replica, plain decoding: {res.max_rate_plain:.3g} req/s",
         f"max sustainable rate per replica, with SD:        {res.max_rate_sd:.3g} req/s"
@@ -109,33 +160,45 @@ def render(rs: Any, res: PlanResult) -> str:
     if res.qps is not None:
         plain = res.replicas_plain if res.replicas_plain is not None else "-"
         lines.append(f"replicas for {res.qps:g} req/s: {res.replicas_sd} with SD, {plain} without")
+    seeds = ", ".join(str(s) for s in res.seeds)
+    lines += ["", f"checked at those rates, each with seeds {seeds} (`spectune simulate` runs):"]
+    lines += _check_lines("with SD", res.checks_sd, pct)
+    if res.checks_plain:
+        lines += _check_lines("plain", res.checks_plain, pct)
+    lines += res.notes
     rows = []
     for pt in res.points:
-        r = pt.row(res.objective)
+        r = pt.row(pct)
+        tk = percentile_key("tpot", pct)
         rows.append(
             (
                 r["rate_per_s"],
                 r["plain"]["goodput_req_per_s"],
-                r["plain"]["tpot_p99_s"],
+                r["plain"][tk],
+                r["plain"]["completion_ratio"],
                 "yes" if r["plain"]["meets_slos"] else "no",
                 r["sd"]["config"],
                 r["sd"]["goodput_req_per_s"],
-                r["sd"]["tpot_p99_s"],
+                r["sd"][tk],
+                r["sd"]["completion_ratio"],
                 "yes" if r["sd"]["meets_slos"] else "no",
             )
         )
     lines += [
         "",
+        "steady-state figures per rate (completed = departures / arrivals in the window):",
         table(
             rows,
             [
                 "rate req/s",
                 "plain goodput",
-                "plain p99 TPOT",
+                f"plain p{pct} TPOT s",
+                "completed",
                 "ok",
                 "best config",
                 "goodput",
-                "p99 TPOT",
+                f"p{pct} TPOT s",
+                "completed",
                 "ok",
             ],
             digits=4,
