@@ -219,7 +219,7 @@ def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: boo
                 digits=4,
             )
         )
-        span = narrow_span([e.value("throughput") for e in out.finalists])
+        span = narrow_span([e.value("throughput") for e in out.pareto_front])
         if span is not None:
             lo, hi = span
             lines.append(

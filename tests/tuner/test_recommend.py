@@ -191,3 +191,46 @@ def test_finalists_match_direct_simulation(tiny: Path) -> None:
     out = run_search(rs, SearchSettings(trials=8, band_samples=0))
     direct = simulate(out.evaluator.scenario_for(out.best.config), rs.scenario.seed)
     assert direct.metrics["tpot_s"] == out.best.metrics["tpot_s"]
+
+
+def test_one_percentile_everywhere(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The SLOs at p90: the objective, the Pareto front's keys and the table read p90 TPOT.
+    argv = ["recommend", str(tiny), "--set", "slo.percentile=90", "--pareto", "--trials", "10"]
+    assert main([*argv, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["slo_percentile"] == 90 and d["objective_metric"] == "tpot_p90_s"
+    assert all("tpot_p90_s" in e and "tpot_p99_s" not in e for e in d["pareto_front"])
+    best = d["recommendation"]["metrics"]["tpot_s"]["p90"]
+    assert all(f["value"] >= best for f in d["finalists"] if f["meets_slos"])
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "p90 TPOT" in out and "p99" not in out
+
+
+def test_recommend_help_names_the_slo_percentile(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["recommend", "--help"])
+    out = capsys.readouterr().out
+    assert "slo.percentile" in out and "p99 TPOT" not in out
+
+
+def test_band_and_front_come_from_the_final_fidelity(tiny: Path) -> None:
+    rs = load_scenario(tiny)
+    s = SearchSettings(trials=10, search_requests=40, pareto=True, band_samples=2)
+    out = run_search(rs, s)
+    assert (out.search_requests, out.final_requests) == (40, 120)
+    assert out.band["fidelity_requests"] == 120
+    finals = {e.key: e for e in out.finalists}
+    for e in out.pareto_front:  # the front's figures are the final-fidelity runs'
+        assert e.num_requests == 120 and finals[e.key] is e
+    # the band's nominal is the pick's final-fidelity value
+    lo, hi = out.band["value_min"], out.band["value_max"]
+    assert lo <= out.band["value_median"] <= hi
+
+
+def test_narrow_axis_is_reported() -> None:
+    from spectune.tuner.plots import narrow_span
+
+    assert narrow_span([60.66, 60.70, 60.74]) == (60.66, 60.74)
+    assert narrow_span([50.0, 60.0]) is None
+    assert narrow_span([1.0]) is None
