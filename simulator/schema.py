@@ -57,6 +57,14 @@ from .schema_base import (  # noqa: F401
 
 # --------------------------------------------------------------------------- scenario
 
+DrafterVariant = Literal["eagle", "eagle3", "mtp", "medusa", "ngram", "suffix"]
+VARIANTS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "heads": ("eagle", "eagle3", "mtp", "medusa"),
+    "ngram": ("ngram", "suffix"),
+    "draft_model": (),
+    "self": (),
+}
+
 
 class LengthDist(Frozen):
     """A token-length distribution: constant, uniform [low, high], or lognormal(mean, cv)."""
@@ -157,6 +165,9 @@ class Slo(Frozen):
 class TargetSpec(Frozen):
     name: str | None = None
     latency_profile: Path
+    # What an engine serves: a Hugging Face id or a local checkpoint folder (engine configs
+    # name it; a placeholder, flagged, when absent).
+    model: str | None = None
 
 
 class AcceptanceRef(Frozen):
@@ -204,6 +215,14 @@ class DrafterSpec(Frozen):
     # level's nodes (the tree's K/V stays cached, EAGLE-style); refeed = one pass over every
     # node above the level (no cached tree K/V, as spectune's live ModelDrafter does).
     tree_draft: Literal["incremental", "refeed"] = "incremental"
+    # The checkpoint an engine loads for this drafter (Hugging Face id or folder): the draft
+    # model, or the EAGLE/Medusa head; MTP heads live in the target's own checkpoint.
+    model: str | None = None
+    # Which algorithm of the kind, for engine configs (the simulator prices the kind):
+    # heads: eagle (EAGLE-1/2 head), eagle3, mtp (the target's multi-token-prediction
+    # layers), medusa; ngram: ngram (prompt lookup), suffix (suffix decoding). None =
+    # eagle for heads, ngram for ngram (engine output flags the assumption).
+    variant: DrafterVariant | None = None
 
     @field_validator("name")
     @classmethod
@@ -211,6 +230,14 @@ class DrafterSpec(Frozen):
         if v.lower() == "none":
             raise ValueError("'none' is reserved for plain decoding")
         return v
+
+    @model_validator(mode="after")
+    def _variant_fits_kind(self) -> DrafterSpec:
+        allowed = VARIANTS_BY_KIND[self.kind]
+        if self.variant is not None and self.variant not in allowed:
+            ok = ", ".join(allowed) or "none"
+            raise ValueError(f"@variant: {self.variant!r} is not a {self.kind} variant ({ok})")
+        return self
 
     @model_validator(mode="after")
     def _kind_needs(self) -> DrafterSpec:

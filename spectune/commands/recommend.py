@@ -15,16 +15,15 @@ from typing import Any
 from spectune.output import add_scenario_args, print_json
 from spectune.simulator import load_scenario
 from spectune.simulator.errors import InputError
-from spectune.tuner.export import ENGINES, SpecChoice, emit
-from spectune.tuner.schedule import Schedule, StepCosts, best_k_schedule
+from spectune.tuner.export import ENGINES, Capabilities, capabilities, versions_help
 from spectune.tuner.search import (
     NoFeasibleConfig,
     SearchOutcome,
     SearchSettings,
     run_search,
 )
-from spectune.tuner.space import SearchDims
 
+from .recommend_emit import engine_output, schedule_for
 from .recommend_report import render, to_json
 
 EPILOG = """\
@@ -108,7 +107,21 @@ def register(subparsers: Any) -> None:
         "--emit",
         choices=ENGINES,
         default=None,
-        help="print the engine config to paste (vllm, sglang, trtllm, hf)",
+        help="print the engine config to paste (vllm, sglang, trtllm, hf); models come "
+        "from target.model and drafters[].model",
+    )
+    p.add_argument(
+        "--engine-version",
+        default=None,
+        metavar="V",
+        help="the engine release to write for; the versions checked (default the newest): "
+        + versions_help(),
+    )
+    p.add_argument(
+        "--emit-schedule",
+        action="store_true",
+        help="with --emit, also write the printed batch-size schedule (priced by the "
+        "step-cost model, not simulated) where the engine version has a syntax for it",
     )
     p.add_argument(
         "--plot",
@@ -127,10 +140,14 @@ def _check(args: argparse.Namespace) -> None:
             raise InputError(f"must be > 0, got {v}", source="--" + flag.replace("_", "-"))
     if args.exhaustive and args.pareto:
         raise InputError("choose one of --exhaustive and --pareto", source="--exhaustive")
+    for flag in ("engine_version", "emit_schedule"):
+        if getattr(args, flag) and not args.emit:
+            raise InputError("needs --emit ENGINE", source="--" + flag.replace("_", "-"))
 
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    caps = capabilities(args.emit, args.engine_version) if args.emit else None
     rs = load_scenario(args.scenario, args.overrides)
     settings = SearchSettings(
         objective=args.objective,
@@ -146,47 +163,29 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = run_search(rs, settings)
     except NoFeasibleConfig as e:
-        report(rs, e.outcome, args, feasible=False)
+        report(rs, e.outcome, args, None, feasible=False)
         raise
-    report(rs, out, args, feasible=True)
+    report(rs, out, args, caps, feasible=True)
     return 0
 
 
 # ---------------------------------------------------------------------------- reporting
 
 
-def _choice(rs: Any, out: SearchOutcome) -> SpecChoice:
-    c = out.best.config
-    if not c.speculates:
-        return SpecChoice(max_num_seqs=c.max_num_seqs)
-    d = rs.drafters[c.drafter]
-    tree = out.evaluator.tree(c)
-    return SpecChoice(
-        drafter=c.drafter,
-        kind=d.spec.kind,
-        num_spec_tokens=tree.max_depth if tree is not None else c.num_spec_tokens,
-        tree_paths=tuple(tuple(p) for p in tree.paths()) if tree is not None else None,
-        self_layers=d.spec.self_layers,
-        max_num_seqs=c.max_num_seqs,
+def report(
+    rs: Any,
+    out: SearchOutcome,
+    args: argparse.Namespace,
+    caps: Capabilities | None,
+    *,
+    feasible: bool,
+) -> None:
+    schedule = schedule_for(rs, out.best) if feasible else None
+    engine = (
+        engine_output(rs, out, caps, with_schedule=args.emit_schedule)
+        if caps is not None and feasible
+        else None
     )
-
-
-def _schedule(rs: Any, out: SearchOutcome) -> Schedule | None:
-    c = out.best.config
-    if not c.speculates or c.is_tree:
-        return None
-    dims = SearchDims.from_scenario(rs)
-    ks = dims.chain_ks or (c.num_spec_tokens,)
-    cap = c.max_num_seqs or rs.scenario.serving.max_num_seqs
-    return best_k_schedule(StepCosts.from_scenario(rs), c.drafter, ks, cap)
-
-
-def report(rs: Any, out: SearchOutcome, args: argparse.Namespace, *, feasible: bool) -> None:
-    schedule = _schedule(rs, out) if feasible else None
-    engine = None
-    if args.emit and feasible:
-        target = rs.scenario.target.name or rs.target.model.name
-        engine = emit(args.emit, _choice(rs, out), schedule.bands if schedule else None, target)
     if args.plot:
         from spectune.tuner.plots import plot_recommend
 
@@ -196,8 +195,7 @@ def report(rs: Any, out: SearchOutcome, args: argparse.Namespace, *, feasible: b
         return
     print(render(rs, out, schedule, feasible))
     if engine is not None:
-        print(f"\n--- {args.emit}: paste this ---")
-        print(engine.text, end="")
-        for name, body in engine.files.items():
-            if name not in engine.text:
-                print(f"# {name}:\n{body}", end="")
+        for m in engine.messages:
+            print(f"\nnote: {m}")
+        print(f"\n--- {engine.config.engine} {engine.config.version}: paste this ---")
+        print(engine.config.text, end="")

@@ -241,7 +241,7 @@ def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: boo
             "in the engine's syntax)"
         )
     if feasible:
-        lines.append(f"\nnext: {_cmd(rs)} --emit vllm|sglang|trtllm|hf")
+        lines.append(f"\nnext: {_cmd(rs)} --emit vllm|sglang|trtllm|hf [--engine-version V]")
     return "\n".join(lines)
 
 

@@ -1,4 +1,11 @@
-"""SGLang: ``python -m sglang.launch_server`` flags (+ an adaptive-spec JSON file)."""
+"""SGLang: ``python -m sglang.launch_server`` flags (+ an adaptive-spec JSON file).
+
+Rules of 0.5.23 (``arg_groups/speculative_hook.py``): ``--speculative-num-steps`` without
+``--speculative-eagle-topk`` crashes at start, so steps, top-k and draft tokens are always
+written together; with ``--speculative-adaptive`` the start-up steps must be one of the
+config's ``candidate_steps`` (the batch-1 band's k is written); ``--max-running-requests``
+is always written, or SGLang resets it to 48 for speculative decoding.
+"""
 
 from __future__ import annotations
 
@@ -9,73 +16,93 @@ from .common import (
     Band,
     EngineConfig,
     SpecChoice,
+    capped_schedule,
     comment_lines,
-    draft_path,
+    draft_ref,
     max_siblings,
     shell_command,
+    target_ref,
 )
+from .versions import Capabilities
+
+ADAPTIVE_FILE = "adaptive_spec.json"
 
 
-def emit_sglang(choice: SpecChoice, bands: list[Band], target: str) -> EngineConfig:
-    notes: list[str] = ["SGLang launch_server flags as documented in SGLang main (2026)"]
-    args: dict[str, Any] = {}
-    head = f"python -m sglang.launch_server --model-path {target}"
+def emit_sglang(choice: SpecChoice, bands: list[Band], caps: Capabilities) -> EngineConfig:
+    notes: list[str] = [f"for {caps.label}; checked with {caps.checked}"]
+    model = target_ref(choice, notes)
+    head = ["python", "-m", "sglang.launch_server"]
+    args: list[tuple[str, Any]] = [("--model-path", model)]
     if choice.max_num_seqs:
-        args["--max-running-requests"] = choice.max_num_seqs
-    if not choice.speculates:
-        notes.append("plain decoding is best here: run without --speculative-algorithm")
-        return EngineConfig(
-            "sglang", {"args": args}, comment_lines(notes) + shell_command(head, args)
-        )
-
-    kind = choice.kind
-    algo = {"heads": "EAGLE", "draft_model": "STANDALONE", "ngram": "NGRAM"}.get(kind or "")
-    if algo is None:  # self
-        algo = "STANDALONE"
-        notes.append(
-            "SGLang has no layer-skip (self) drafter: serve the target's first "
-            f"{choice.self_layers} layers as a STANDALONE draft model"
-        )
-    args["--speculative-algorithm"] = algo
-    if kind != "ngram":
-        args["--speculative-draft-model-path"] = (
-            draft_path(choice) if kind != "self" else f"<first-{choice.self_layers}-layers>"
-        )
-    if choice.tree_paths:
-        depth = max(len(p) for p in choice.tree_paths)
-        args["--speculative-num-steps"] = depth
-        args["--speculative-eagle-topk"] = max_siblings(choice.tree_paths)
-        # num_draft_tokens counts the verified root token too (chain k -> k + 1).
-        args["--speculative-num-draft-tokens"] = len(choice.tree_paths) + 1
-        notes.append(
-            "SGLang builds its tree each step (top-k per level, then the best "
-            "num_draft_tokens by score); the flags give the optimal static tree's depth, "
-            "widest branching and node budget"
-        )
-    else:
-        k = choice.num_spec_tokens
-        args["--speculative-num-steps"] = k
-        if kind != "ngram":
-            args["--speculative-eagle-topk"] = 1
-        args["--speculative-num-draft-tokens"] = k + 1
-        if kind == "ngram":
-            args["--speculative-ngram-max-bfs-breadth"] = 1  # a chain, not a BFS tree
+        args.append(("--max-running-requests", choice.max_num_seqs))
     files: dict[str, str] = {}
-    payload: dict[str, Any] = {"args": args}
-    if bands and not choice.tree_paths:
-        adaptive = {str(lo): {"candidate_steps": [k]} for lo, _, k in bands}
-        payload["adaptive_config"] = adaptive
-        files["adaptive_spec.json"] = json.dumps(adaptive) + "\n"
-        args["--speculative-adaptive"] = True
-        args["--speculative-adaptive-config"] = "adaptive_spec.json"
-        notes.append(
-            "adaptive_spec.json pins one num_steps per batch-size band (keys = band lower "
-            "bounds); SGLang supports it for EAGLE/EAGLE3 with topk 1, and step 0 (no "
-            "speculation) only in recent releases"
-        )
-        if kind != "heads":
-            notes.append(f"SGLang's adaptive mode does not cover {algo}: it will use the static k")
-    text = comment_lines(notes) + shell_command(head, args)
+    if choice.speculates:
+        _spec_args(choice, bands, caps, args, files, notes, model)
+    else:
+        notes.append("plain decoding is best here: run without --speculative-algorithm")
+    payload = {"args": {flag: v for flag, v in args}}
     if files:
-        text += "".join(f"# {name}:\n{body}" for name, body in files.items())
-    return EngineConfig("sglang", payload, text, files=files, notes=tuple(notes))
+        payload["adaptive_config"] = json.loads(files[ADAPTIVE_FILE])
+    text = comment_lines(notes)
+    for name, body in files.items():  # paste-ready: the shell writes the file first
+        text += f"cat > {name} <<'EOF'\n{body}EOF\n"
+    text += shell_command(head, args)
+    argv = [*head, *(w for flag, v in args for w in ((flag,) if v is True else (flag, str(v))))]
+    return EngineConfig(
+        "sglang",
+        payload,
+        text,
+        files=files,
+        notes=tuple(notes),
+        version=caps.version,
+        checked=caps.checked,
+        argv=tuple(argv),
+    )
+
+
+def _spec_args(
+    choice: SpecChoice,
+    bands: list[Band],
+    caps: Capabilities,
+    args: list[tuple[str, Any]],
+    files: dict[str, str],
+    notes: list[str],
+    model: str,
+) -> None:
+    m = choice.method
+    args.append(("--speculative-algorithm", caps.methods[m]))
+    if m == "mtp":  # NEXTN drafts with the target's own MTP layers
+        args.append(("--speculative-draft-model-path", model))
+    elif m != "ngram":
+        args.append(("--speculative-draft-model-path", draft_ref(choice, notes)))
+    if m == "ngram":
+        # NGRAM's top-k is its BFS breadth: 1 = a chain; draft tokens count the root.
+        args.append(("--speculative-num-draft-tokens", choice.num_spec_tokens + 1))
+        args.append(("--speculative-ngram-max-bfs-breadth", 1))
+        return
+    if choice.tree_paths:
+        args.append(("--speculative-num-steps", choice.depth))
+        args.append(("--speculative-eagle-topk", max_siblings(choice.tree_paths)))
+        args.append(("--speculative-num-draft-tokens", len(choice.tree_paths) + 1))
+        notes.append(
+            "SGLang builds its tree each step (top-k per level, then the best draft tokens "
+            "by score); the flags give the simulated tree's depth, widest branching and size"
+        )
+        return
+    k = choice.num_spec_tokens
+    if bands:
+        bands, changed = capped_schedule(bands)
+        k = bands[0][2]
+        adaptive = {str(lo): {"candidate_steps": [bk]} for lo, _, bk in bands}
+        files[ADAPTIVE_FILE] = json.dumps(adaptive) + "\n"
+        args.append(("--speculative-adaptive", True))
+        args.append(("--speculative-adaptive-config", ADAPTIVE_FILE))
+        notes.append(
+            f"{ADAPTIVE_FILE} pins one step count per batch-size band (keys = band lower "
+            "bounds); start-up steps = the batch-1 band's"
+        )
+        if changed:
+            notes.append("later bands' k capped at the batch-1 k (SGLang starts at it)")
+    args.append(("--speculative-num-steps", k))
+    args.append(("--speculative-eagle-topk", 1))
+    args.append(("--speculative-num-draft-tokens", k + 1))

@@ -1,4 +1,12 @@
-"""TensorRT-LLM: the LLM-API YAML given to ``trtllm-serve --config``."""
+"""TensorRT-LLM: the LLM-API YAML given to ``trtllm-serve MODEL --config spec.yaml``.
+
+Every model in ``llm_args`` forbids unknown keys. ``decoding_type`` is a discriminated
+union (``Draft_Target``, ``Eagle``, ``Eagle3``, ``MTP``, ``NGram``, ``SA``, ...);
+``eagle_choices`` (a static tree) exists up to 1.3.0rc27; ``draft_len_schedule`` keys are
+batch-size upper bounds (above the largest, speculation is off), its smallest key's draft
+length must equal ``max_draft_len`` and none may exceed it, and it excludes
+``max_concurrency``. ``max_batch_size`` / ``max_num_tokens`` carry the simulated caps.
+"""
 
 from __future__ import annotations
 
@@ -8,63 +16,68 @@ from .common import (
     Band,
     EngineConfig,
     SpecChoice,
+    capped_schedule,
     comment_lines,
-    draft_path,
+    draft_ref,
+    target_ref,
     to_yaml,
     tree_tuples,
 )
+from .versions import Capabilities
 
 
-def emit_trtllm(choice: SpecChoice, bands: list[Band], target: str) -> EngineConfig:
-    notes: list[str] = [
-        f"TensorRT-LLM LLM-API options: trtllm-serve {target} --config spec.yaml "
-        "(alias --extra_llm_api_options)"
-    ]
+def emit_trtllm(choice: SpecChoice, bands: list[Band], caps: Capabilities) -> EngineConfig:
+    notes: list[str] = [f"for {caps.label}; checked against {caps.checked}"]
+    model = target_ref(choice, notes)
+    notes.append(f"save as spec.yaml; run: trtllm-serve {model} --config spec.yaml")
     doc: dict[str, Any] = {}
     if choice.max_num_seqs:
         doc["max_batch_size"] = choice.max_num_seqs
-    if not choice.speculates:
-        notes.append("plain decoding is best here: leave speculative_config out")
-        return EngineConfig("trtllm", doc, comment_lines(notes) + to_yaml(doc), notes=tuple(notes))
-    kind = choice.kind
-    spec: dict[str, Any] = {}
-    if kind == "ngram":
-        spec["decoding_type"] = "NGram"
-        spec["max_draft_len"] = choice.num_spec_tokens
-        spec["max_matching_ngram_size"] = 4
-        notes.append("max_matching_ngram_size is not tuned (the docs' example value)")
-    elif kind == "heads":
-        spec["decoding_type"] = "Eagle3"
-        spec["speculative_model"] = draft_path(choice)
+    if choice.max_num_batched_tokens:
+        doc["max_num_tokens"] = choice.max_num_batched_tokens
+    if choice.speculates:
+        doc["speculative_config"] = _spec(choice, bands, caps, notes)
     else:
-        spec["decoding_type"] = "DraftTarget"
-        spec["speculative_model"] = (
-            draft_path(choice) if kind == "draft_model" else f"<first-{choice.self_layers}-layers>"
+        notes.append("plain decoding is best here: leave speculative_config out")
+    return EngineConfig(
+        "trtllm",
+        doc,
+        comment_lines(notes) + to_yaml(doc),
+        notes=tuple(notes),
+        version=caps.version,
+        checked=caps.checked,
+    )
+
+
+def _spec(
+    choice: SpecChoice, bands: list[Band], caps: Capabilities, notes: list[str]
+) -> dict[str, Any]:
+    m = choice.method
+    spec: dict[str, Any] = {"decoding_type": caps.methods[m]}
+    if m in ("draft_model", "eagle", "eagle3"):
+        spec["speculative_model"] = draft_ref(choice, notes)
+    if m == "eagle":
+        notes.append(
+            "decoding_type Eagle: the PyTorch backend runs it as Eagle3 and cannot load "
+            "EAGLE-1/2 heads; use an EAGLE-3 head there"
         )
-        if kind == "self":
-            notes.append("no layer-skip drafter in TensorRT-LLM: export the first layers")
     if choice.tree_paths:
-        depth = max(len(p) for p in choice.tree_paths)
-        spec["max_draft_len"] = depth
-        spec["max_total_draft_tokens"] = len(choice.tree_paths)
-        spec["eagle_choices"] = [list(p) for p in tree_tuples(choice.tree_paths)]
-        if kind != "heads":
-            notes.append("static trees (eagle_choices) apply to Eagle decoding only")
+        tree = tree_tuples(choice.tree_paths)
+        spec["max_draft_len"] = choice.depth
+        spec["max_total_draft_tokens"] = len(tree)
+        spec["eagle_choices"] = [list(p) for p in tree]
+        return spec
+    spec["max_draft_len"] = choice.num_spec_tokens
+    if bands:
+        bands, changed = capped_schedule(bands)
+        # Keys are batch-size upper bounds; above the largest the draft length is 0, so
+        # trailing k = 0 bands stay implicit.
+        while bands and bands[-1][2] == 0:
+            bands.pop()
         if bands:
-            notes.append("draft_len_schedule not exported for a static tree")
-    elif kind != "ngram":
-        spec["max_draft_len"] = max([choice.num_spec_tokens, *(k for _, _, k in bands)])
-    if bands and not choice.tree_paths:
-        spec["max_draft_len"] = max([spec["max_draft_len"], *(k for _, _, k in bands)])
-        # Keys are batch-size upper bounds; above the largest key the draft length is 0,
-        # so trailing k = 0 bands are left implicit.
-        trimmed = list(bands)
-        while trimmed and trimmed[-1][2] == 0:
-            trimmed.pop()
-        if trimmed:
-            spec["draft_len_schedule"] = {hi: k for _, hi, k in trimmed}
-            if any(k == 0 for _, _, k in trimmed):
-                notes.append("a k = 0 band below a k > 0 band: check your release accepts 0")
-        notes.append("draft_len_schedule: batch size <= key uses that draft length")
-    doc["speculative_config"] = spec
-    return EngineConfig("trtllm", doc, comment_lines(notes) + to_yaml(doc), notes=tuple(notes))
+            spec["max_draft_len"] = bands[0][2]
+            spec["draft_len_schedule"] = {hi: k for _, hi, k in bands}
+            notes.append("draft_len_schedule: a batch of at most each key uses that length")
+            if changed:
+                notes.append("later bands' k capped at the batch-1 k (= max_draft_len)")
+    return spec
