@@ -15,8 +15,10 @@ that group held out and predicts the group's points (leave-one-source-out). Prin
 - every decode point with its held-out prediction (``--points``).
 
 ``--write`` rewrites hwprofiles/calibration/fitted.yaml (parameters + held-out errors),
-which the calibrated profiles and ``spectune roofline`` read; ``--csv FILE`` writes every
-observation with its predictions (the plots read it).
+which the calibrated profiles and ``spectune roofline`` read, and
+hwprofiles/calibration/predictions.csv (every observation with its held-out, in-sample and
+roofline predictions; benchmarks/plot_gpu_costmodel.py draws from it); ``--csv FILE``
+writes that table elsewhere.
 
 Run: ``.venv/bin/python benchmarks/calibrate_gpu.py [--write] [--points] [--csv FILE]``
 """
@@ -32,7 +34,12 @@ import numpy as np
 
 from spectune.simulator.costmodel import calibration as C
 from spectune.simulator.costmodel import fit as F
-from spectune.simulator.costmodel.observations import CATEGORIES, Observation, observations
+from spectune.simulator.costmodel.observations import (
+    CATEGORIES,
+    FITTED,
+    Observation,
+    observations,
+)
 
 LONG_PROMPT = 1024  # prefill points at or above this prompt length are forward-dominated
 
@@ -104,17 +111,17 @@ def main() -> None:
     cover: dict[tuple[str, str], set[str]] = defaultdict(set)
     counts: Counter = Counter()
     for o in obs:
-        if o.category in ("decode", "prefill"):
+        if o.category in FITTED:
             cover[(o.device, o.model)].add(o.group)
             counts[(o.device, o.model)] += 1
-    print("fitted points (decode ITL + prefill) per GPU x model, with source groups:")
+    print("fitted points (decode ITL, prefill, single-GPU static batches) per GPU x model:")
     print(
         table(
             [[d, m, counts[(d, m)], ", ".join(sorted(g))] for (d, m), g in sorted(cover.items())],
             ["GPU", "model", "points", "groups"],
         )
     )
-    groups = sorted({o.group for o in obs if o.category in ("decode", "prefill")})
+    groups = sorted({o.group for o in obs if o.category in FITTED})
     print(f"independent source groups fitted: {len(groups)} ({', '.join(groups)})\n")
 
     t0 = time.perf_counter()
@@ -158,7 +165,8 @@ def main() -> None:
         )
     )
     print(
-        "(fitted: decode, prefill; checks never fitted: static, weight_only, eager, kernel_loop)\n"
+        "(fitted: decode, prefill, static; checks, never fitted: static_tp, weight_only, "
+        "eager, kernel_loop)\n"
     )
     rows = []
     for g in sorted({o.group for o in obs}):
@@ -249,8 +257,9 @@ def main() -> None:
             )
         )
         print()
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
+    csv_path = args.csv or (str(C.DATA_DIR / "predictions.csv") if args.write else None)
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(
                 [
@@ -288,15 +297,15 @@ def main() -> None:
                         o.output_len,
                         o.context,
                         o.measured,
-                        pred_lo[i],
-                        pred_in[i],
-                        roof[i],
+                        f"{pred_lo[i]:.5g}",
+                        f"{pred_in[i]:.5g}",
+                        f"{roof[i]:.5g}",
                     ]
                 )
-        print(f"wrote {args.csv}")
+        print(f"wrote {csv_path}")
     if args.write:
-        sources = sorted({o.source_id for o in obs if o.category in ("decode", "prefill")})
-        keep = ("decode", "decode_batch1", "prefill", "prefill_long", "static")
+        sources = sorted({o.source_id for o in obs if o.category in FITTED})
+        keep = ("decode", "decode_batch1", "prefill", "prefill_long", "static", "static_tp")
         errors = {("decode_itl" if k == "decode" else k): v for k, v in lo.items() if k in keep}
         C.DEFAULT_PATH.write_text(C.dump(cal, errors, sources))
         print(f"wrote {C.DEFAULT_PATH}")

@@ -18,7 +18,9 @@ import yaml
 
 from ..errors import InputError
 from .fit import GENERATIONS, Calibration
-from .observations import DATA_DIR
+from .observations import DATA_DIR, FITTED
+
+__all__ = ["DATA_DIR", "DEFAULT_PATH", "ShippedCalibration", "dump", "load", "shipped"]
 from .price import CostParams
 
 SCHEMA = "spectune/gpu-calibration/v1"
@@ -58,7 +60,7 @@ def dump(cal: Calibration, errors: dict[str, dict[str, float]], sources: list[st
         "fitted_on": {
             "points": cal.points,
             "groups": list(cal.groups),
-            "categories": ["decode", "prefill"],
+            "categories": list(FITTED),
             "prior_sd": cal.prior_sd,
             "data": "hwprofiles/calibration/forward_points.yaml",
         },

@@ -21,10 +21,10 @@ takes the mean — its spec sheet does the rest. ``prior_sd`` is chosen among
 :data:`PRIOR_SD_CANDIDATES` by leave-one-source-out on the data being fitted
 (:func:`select_prior_sd`).
 
-Objective: log(predicted / measured) of every fitted observation (categories ``decode``
-and ``prefill``, :mod:`.observations`), each weighted by ``1/sqrt(n)`` for the ``n``
-points its source has in that category (a 60-point sweep counts like ~8 single figures,
-not 60), with a soft-L1 loss (scale 5%) against outliers.
+Objective: log(predicted / measured) of every fitted observation (categories ``decode``,
+``prefill`` and single-GPU ``static`` batches, :mod:`.observations`), each weighted by
+``1/sqrt(n)`` for the ``n`` points its source has in that category (a 60-point sweep
+counts like ~8 single figures, not 60), with a soft-L1 loss (scale 5%) against outliers.
 
 Leave-one-source-out: for each independence group of sources (:mod:`.observations`), fit
 on the other groups — choosing ``prior_sd`` by an inner leave-one-source-out on those
@@ -142,7 +142,7 @@ def build_problem(obs: list[Observation], *, padded: bool = True) -> Problem:
     for o in obs:
         if o.category == "prefill":
             preds.append(Prediction(((1.0, fwd(o, 1, o.input_len, 0.0)),), None, ttft=True))
-        elif o.category == "static":
+        elif o.category.startswith("static"):
             steps = max(o.output_len - 1, 0)
             parts = [(1.0, fwd(o, o.batch, o.input_len, 0.0))]
             if steps:

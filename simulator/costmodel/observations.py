@@ -18,12 +18,13 @@ Categories of :class:`Observation`:
 - ``prefill``: time to first token of a lone request, ms: one forward of ISL tokens plus a
   fixed engine/client overhead (HTTP, tokenisation, scheduling, the first sampling) fitted
   as one shared constant that is not part of the forward cost.
-- ``static``: output tokens/s of a static batch (TensorRT-LLM's offline tables):
-  ``B·OSL / (prefill(B × ISL) + (OSL−1)·decode(B, ISL + OSL/2))``, per GPU when printed so.
-  A check, not fitted: the issue's fitting data are decode ITL and prefill latency, and
-  these tables mix both with batch-size choices of their own (LMDeploy's throughput rows
+- ``static``: output tokens/s of a static batch on one GPU (TensorRT-LLM's offline
+  tables): ``B·OSL / (prefill(B × ISL) + (OSL−1)·decode(B, ISL + OSL/2))`` — decode steps
+  and a prefill at a stated batch, so fitted like the others. ``static_tp``: the same on
+  several GPUs, a check only: these tables normalise throughput per GPU inconsistently
+  (some headers say per GPU, some do not; TRANSCRIPTION.md). LMDeploy's throughput rows
   are left out: the same runs' token latencies are used, and the throughput adds session
-  set-up the forward does not see).
+  set-up the forward does not see.
 - ``weight_only``, ``eager`` and ``kernel_loop``: checks, not fitted — int8/int4
   weight-only kernels (their dequantisation cost is kernel-specific), engines run without
   CUDA graphs, and a hand-written decode loop that is not a serving engine (a lower bound:
@@ -45,8 +46,8 @@ from typing import Any
 import yaml
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "hwprofiles" / "calibration"
-CATEGORIES = ("decode", "prefill", "static", "weight_only", "eager", "kernel_loop")
-FITTED = ("decode", "prefill")
+CATEGORIES = ("decode", "prefill", "static", "static_tp", "weight_only", "eager", "kernel_loop")
+FITTED = ("decode", "prefill", "static")
 GIB = 1024**3
 
 # KV-cache capacity (tokens) the silybench vLLM runs report, by weight dtype
@@ -307,7 +308,7 @@ def interpret(p: dict[str, Any], groups: dict[str, str]) -> Observation | Exclus
         per_gpu = "per_gpu" in p["metric"]
         return Observation(
             **base,
-            category="static",
+            category="static" if base["tp"] == 1 else "static_tp",
             measured=value,
             batch=b,
             input_len=isl,
