@@ -203,29 +203,9 @@ class _Layout:
 
 
 def _forward_ms(problem: Problem, params: dict[str, CostParams]) -> np.ndarray:
-    """Milliseconds of every stacked forward with per-generation parameters."""
-    gi = problem.gen_index
-    rows = [params[g] for g in GENERATIONS]
-
-    def per(name: str) -> np.ndarray:
-        return np.array([getattr(r, name) for r in rows])[gi]
-
-    shared = rows[0]
-    s = seconds(
-        problem.arrays,
-        bw_eff=per("bw_eff"),
-        gemm_eff=per("gemm_eff"),
-        attn_eff=shared.attn_eff,
-        sharpness=per("sharpness")[:, None],
-        layer_us=per("layer_us") + np.where(problem.eager, per("eager_layer_us"), 0.0),
-        forward_us=shared.forward_us,
-        allreduce_us=shared.allreduce_us,
-        link_eff=shared.link_eff,
-        lowp_gemm_rel=shared.lowp_gemm_rel,
-        seq_us=shared.seq_us,
-        kv_eff=shared.kv_eff,
-    )
-    return s["total"] * 1e3
+    """Milliseconds of every stacked forward, each with its generation's parameters."""
+    rows = [params[GENERATIONS[g]] for g in problem.gen_index]
+    return seconds(problem.arrays, rows, problem.eager)["total"] * 1e3
 
 
 def predict(problem: Problem, fwd_ms: np.ndarray, ttft_ms: float) -> np.ndarray:

@@ -75,21 +75,8 @@ class GpuCostModel:
     def grid_ms(self, points: list[tuple[int, int, float]]) -> np.ndarray:
         """Milliseconds of many (batch, query, context) forwards in one vectorised pass."""
         works = [self.work(b, q, c) for b, q, c in points]
-        p = self.params
-        s = seconds(
-            stack(works, [self.device] * len(works), padded=self.padded),
-            bw_eff=p.bw_eff,
-            gemm_eff=p.gemm_eff,
-            attn_eff=p.attn_eff,
-            sharpness=p.sharpness,
-            layer_us=p.layer_us + (p.eager_layer_us if self.eager else 0.0),
-            forward_us=p.forward_us,
-            allreduce_us=p.allreduce_us,
-            link_eff=p.link_eff,
-            lowp_gemm_rel=p.lowp_gemm_rel,
-            seq_us=p.seq_us,
-            kv_eff=p.kv_eff,
-        )
+        wa = stack(works, [self.device] * len(works), padded=self.padded)
+        s = seconds(wa, self.params, self.eager)
         return s["total"] * 1e3
 
     def weight_bytes(self) -> float:
@@ -123,7 +110,14 @@ class GpuCostModel:
             )
 
 
-def _check_tp(shape: ModelShape, tp: int) -> None:
+def _checked(
+    device: DeviceSpec, shape: ModelShape, tp: int, dtype: str, kv_dtype: str
+) -> WeightDType:
+    """The weight dtype, after checking tp, the dtype against the device and the KV dtype.
+
+    Raises:
+        InputError: tp < 1 or not dividing the heads; unknown or unsupported dtypes.
+    """
     if tp < 1:
         raise InputError(f"must be >= 1, got {tp}", field="--tp")
     if shape.heads % tp:
@@ -131,6 +125,8 @@ def _check_tp(shape: ModelShape, tp: int) -> None:
             f"{shape.name} has {shape.heads} attention heads, not divisible by tp {tp}",
             field="--tp",
         )
+    kv_dtype_bytes(kv_dtype)
+    return get_weight_dtype(dtype, device)
 
 
 def calibrated_model(
@@ -148,13 +144,9 @@ def calibrated_model(
     Raises:
         InputError: bad tp, unknown dtype or one the device cannot run.
     """
-    _check_tp(shape, tp)
-    cal = calibration or shipped()
-    wd = get_weight_dtype(dtype, device)
-    kv_dtype_bytes(kv_dtype)
-    return GpuCostModel(
-        device, shape, tp, wd, kv_dtype, cal.params(device.generation), "calibrated", eager
-    )
+    wd = _checked(device, shape, tp, dtype, kv_dtype)
+    params = (calibration or shipped()).params(device.generation)
+    return GpuCostModel(device, shape, tp, wd, kv_dtype, params, "calibrated", eager)
 
 
 def roofline_model(
@@ -170,9 +162,7 @@ def roofline_model(
     Raises:
         InputError: bad tp, unknown dtype or one the device cannot run.
     """
-    _check_tp(shape, tp)
-    wd = get_weight_dtype(dtype, device)
-    kv_dtype_bytes(kv_dtype)
+    wd = _checked(device, shape, tp, dtype, kv_dtype)
     return GpuCostModel(device, shape, tp, wd, kv_dtype, params, "roofline")
 
 

@@ -176,27 +176,39 @@ def stack(works: list[ForwardWork], devices: list[DeviceSpec], *, padded: bool) 
     )
 
 
+def _field(params: CostParams | list[CostParams], name: str) -> np.ndarray | float | None:
+    """One parameter: a scalar, or [F] when ``params`` holds one CostParams per forward."""
+    if isinstance(params, CostParams):
+        return getattr(params, name)
+    values = [getattr(p, name) for p in params]
+    return None if values[0] is None else np.array(values, dtype=float)
+
+
 def seconds(
     wa: WorkArrays,
-    *,
-    bw_eff: np.ndarray | float,
-    gemm_eff: np.ndarray | float,
-    attn_eff: np.ndarray | float,
-    sharpness: np.ndarray | float,
-    layer_us: np.ndarray | float,
-    forward_us: float,
-    allreduce_us: float | None,
-    link_eff: float,
-    lowp_gemm_rel: float = 1.0,
-    seq_us: float = 0.0,
-    kv_eff: np.ndarray | float | None = None,
+    params: CostParams | list[CostParams],
+    eager: np.ndarray | bool = False,
 ) -> dict[str, np.ndarray]:
     """Seconds of each component of each stacked forward (the module docstring's formula).
 
-    Efficiencies may be per forward ([F]) or shared; returns ``gemm``, ``attention``,
-    ``other``, ``overhead``, ``comm`` and ``total`` arrays [F], plus the summed memory and
-    compute times of the GEMMs and attention (``*_mem``, ``*_cmp``) for labelling bounds.
+    Args:
+        wa: the stacked forwards.
+        params: one CostParams for all, or one per forward (e.g. each one's generation).
+        eager: add ``eager_layer_us`` per layer (per forward, or for all).
+
+    Returns:
+        ``gemm``, ``attention``, ``other``, ``overhead``, ``comm`` and ``total`` arrays [F],
+        plus the summed memory and compute times of the GEMMs and attention (``*_mem``,
+        ``*_cmp``) for labelling bounds.
     """
+    f = {name: _field(params, name) for name in CostParams.__dataclass_fields__}
+    bw_eff, gemm_eff, attn_eff, kv_eff = f["bw_eff"], f["gemm_eff"], f["attn_eff"], f["kv_eff"]
+    sharpness = np.asarray(f["sharpness"], dtype=float)
+    if sharpness.ndim:
+        sharpness = sharpness[:, None]
+    layer_us = f["layer_us"] + np.where(eager, f["eager_layer_us"], 0.0)
+    forward_us, seq_us, allreduce_us = f["forward_us"], f["seq_us"], f["allreduce_us"]
+    link_eff, lowp_gemm_rel = f["link_eff"], f["lowp_gemm_rel"]
     bw = wa.bw * bw_eff
     g_mem = wa.gemm_bytes / bw[:, None]
     g_eff = np.where(wa.lowp, lowp_gemm_rel, 1.0) * gemm_eff
@@ -241,21 +253,7 @@ def price(
     Returns:
         The breakdown.
     """
-    wa = stack([work], [device], padded=padded)
-    s = seconds(
-        wa,
-        bw_eff=params.bw_eff,
-        gemm_eff=params.gemm_eff,
-        attn_eff=params.attn_eff,
-        sharpness=params.sharpness,
-        layer_us=params.layer_us + (params.eager_layer_us if eager else 0.0),
-        forward_us=params.forward_us,
-        allreduce_us=params.allreduce_us,
-        link_eff=params.link_eff,
-        lowp_gemm_rel=params.lowp_gemm_rel,
-        seq_us=params.seq_us,
-        kv_eff=params.kv_eff,
-    )
+    s = seconds(stack([work], [device], padded=padded), params, eager)
     v = {k: float(x[0]) for k, x in s.items()}
     return ForwardBreakdown(
         gemm_ms=v["gemm"] * 1e3,

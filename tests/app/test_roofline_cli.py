@@ -6,23 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hfconfigs import QWEN25_7B
 
 from spectune.cli import main
 from spectune.simulator.costmodel.catalog import CATALOG
 from spectune.simulator.latency import LatencyModel
 from spectune.simulator.schema import load_latency_profile
-
-QWEN25_7B = {
-    "architectures": ["Qwen2ForCausalLM"],
-    "model_type": "qwen2",
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "num_hidden_layers": 28,
-    "vocab_size": 152064,
-    "tie_word_embeddings": False,
-}
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -8,35 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hfconfigs import MISTRAL_7B_V03, QWEN25_7B
 
 from spectune.simulator.costmodel.catalog import CATALOG, get_model
 from spectune.simulator.costmodel.hfconfig import load_config, mtp_from_config, shape_from_config
 from spectune.simulator.errors import InputError
 
-QWEN25_7B = {
-    "architectures": ["Qwen2ForCausalLM"],
-    "model_type": "qwen2",
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "num_hidden_layers": 28,
-    "vocab_size": 152064,
-    "tie_word_embeddings": False,
-    "use_sliding_window": False,
-    "sliding_window": 131072,
-    "max_window_layers": 28,
-}
-MISTRAL_7B_V03 = {
-    "model_type": "mistral",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "num_hidden_layers": 32,
-    "vocab_size": 32768,
-    "sliding_window": None,
-}
 GEMMA2_9B = {
     "model_type": "gemma2",
     "hidden_size": 3584,

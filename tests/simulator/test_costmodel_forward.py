@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hfconfigs import MISTRAL_7B_V03
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,15 +148,7 @@ def test_kv_cache_dtype_halves_kv_reads() -> None:
 def test_sliding_window_caps_attention_reads() -> None:
     from spectune.simulator.costmodel.hfconfig import shape_from_config
 
-    cfg = {
-        "model_type": "mistral",
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "num_hidden_layers": 32,
-        "vocab_size": 32000,
-    }
+    cfg = {**MISTRAL_7B_V03, "vocab_size": 32000}
     full = calibrated_model(H100, shape_from_config(cfg))
     windowed = calibrated_model(H100, shape_from_config({**cfg, "sliding_window": 4096}))
     assert windowed.forward_ms(16, 1, 2000) == pytest.approx(full.forward_ms(16, 1, 2000))
