@@ -93,7 +93,7 @@ def check_output_path(path: str | Path, flag: str, folder: bool = False) -> None
     p = Path(path)
     try:
         st = p.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as e:
         raise InputError(f"{p}: cannot use ({e.strerror})", field=flag) from None
