@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="10 configs, short runs (~10 minutes on a 2-core machine; the full matrix takes "
+        help="10 configs, short runs (~12 minutes on a 2-core machine; the full matrix takes "
         "hours)",
     )
     p.add_argument("--json", action="store_true", help="print the summary and per-config rows")
