@@ -102,6 +102,17 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def _os_error(e: OSError, where: str, src: str | Path, field: str | None) -> InputError:
+    """One line for a failed stat or read."""
+    if isinstance(e, FileNotFoundError):
+        what = "file not found"
+    elif isinstance(e, PermissionError):
+        what = "permission denied"
+    else:
+        what = f"cannot read ({e.strerror})"
+    return InputError(f"{where}{what}", source=src, field=field)
+
+
 def check_input_file(
     path: str | Path,
     source: str | Path | None = None,
@@ -127,12 +138,8 @@ def check_input_file(
     where = f"{p}: " if source is not None else ""
     try:
         st = p.stat()
-    except FileNotFoundError:
-        raise InputError(f"{where}file not found", source=src, field=field) from None
-    except PermissionError:
-        raise InputError(f"{where}permission denied", source=src, field=field) from None
     except OSError as e:
-        raise InputError(f"{where}cannot read ({e.strerror})", source=src, field=field) from None
+        raise _os_error(e, where, src, field) from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{where}is a folder, not a file", source=src, field=field)
     if not stat.S_ISREG(st.st_mode):
@@ -163,10 +170,8 @@ def read_text_file(
     where = f"{p}: " if source is not None else ""
     try:
         raw = p.read_bytes()
-    except PermissionError:
-        raise InputError(f"{where}permission denied", source=src, field=field) from None
     except OSError as e:
-        raise InputError(f"{where}cannot read ({e.strerror})", source=src, field=field) from None
+        raise _os_error(e, where, src, field) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
