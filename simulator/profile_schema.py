@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .schema_base import (
+    CONFIG,
     DrafterKind,
     Frozen,
     NonNegFloat,
@@ -123,7 +124,7 @@ class LatencyProfile(Frozen):
     fit: LatencyFit | None = None
     notes: str | None = None
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(**CONFIG, populate_by_name=True)
 
     @field_validator("points")
     @classmethod
@@ -181,4 +182,4 @@ class AcceptanceProfile(Frozen):
     counts: AcceptanceCounts = AcceptanceCounts()
     provenance: Provenance | None = None
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(**CONFIG, populate_by_name=True)

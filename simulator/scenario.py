@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .costmodel.dtypes import KV_DTYPE_BYTES
 from .errors import InputError
+from .loading import check_input_file
 from .schema import (
     AcceptanceSpec,
     DrafterSpec,
@@ -26,6 +27,7 @@ from .schema import (
     resolve_path,
     validate_model,
 )
+from .workload import trace_options
 
 GIB = 1024**3
 
@@ -138,8 +140,15 @@ def resolve_scenario(sc: Scenario, base_dir: Path, source: str) -> ResolvedScena
         drafters[d.name] = ResolvedDrafter(spec=d, acceptance=acc, latency=lat)
 
     trace_path = None
+    wl = sc.workload
+    if isinstance(wl.tokenizer, Path):  # a tokenizer.json: resolved like every other path
+        tok = resolve_path(wl.tokenizer, base_dir, source, "workload.tokenizer")
+        check_input_file(tok, source=source, field="workload.tokenizer")
+        sc = sc.model_copy(update={"workload": wl.model_copy(update={"tokenizer": tok})})
     if sc.workload.trace is not None:
         trace_path = resolve_path(sc.workload.trace, base_dir, source, "workload.trace")
+        check_input_file(trace_path, source=source, field="workload.trace")
+        trace_options(sc.workload, trace_path)  # how read_trace(trace_path) reads it
 
     kv = sc.serving.kv_cache_tokens
     kv_tokens = kv if isinstance(kv, int) else auto_kv_cache_tokens(sc, target, drafters, source)

@@ -4,7 +4,10 @@
   ``JournalStorage`` over ``JournalFileBackend``, safe for many processes on one machine
   through its file lock) or a database URL (``sqlite:///x.db``, ``postgresql://...``,
   Optuna's ``RDBStorage`` with a heartbeat so trials of a killed worker are marked failed).
-  Anything unreachable or malformed raises :class:`InputError` (one line, exit 2).
+  Anything unreachable or malformed raises :class:`InputError` (one line, exit 2). A journal
+  file is checked before Optuna opens it (:func:`check_journal`): a torn last record (a
+  crash mid-write) is dropped and the rest kept; a file that is not a journal is refused
+  untouched.
 - Studies are created with ``load_if_exists=True``: rerunning the same command resumes
   (no completed trial lost; a trial that was running when its process died stays RUNNING
   in a journal file and is simply not counted), and several workers pointed at one
@@ -33,6 +36,8 @@ import optuna
 from optuna.trial import TrialState
 
 from spectune.simulator.errors import InputError
+
+from .journal import check_journal
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FINGERPRINT_ATTR = "spectune_fingerprint"
@@ -69,6 +74,9 @@ def make_storage(url: str | None) -> optuna.storages.BaseStorage | None:
         raise InputError(f"folder {path.parent} does not exist", source="--storage")
     from optuna.storages.journal import JournalFileBackend
 
+    note = check_journal(path)
+    if note:
+        print(f"spectune: warning: --storage {path}: {note}", file=sys.stderr)
     try:
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     except json.JSONDecodeError:
