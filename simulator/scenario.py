@@ -27,7 +27,7 @@ from .schema import (
     resolve_path,
     validate_model,
 )
-from .workload import trace_options
+from .workload import TraceArrays, read_trace, trace_options
 
 GIB = 1024**3
 
@@ -49,6 +49,12 @@ class ResolvedScenario:
     drafters: dict[str, ResolvedDrafter] = field(default_factory=dict)
     trace_path: Path | None = None
     kv_cache_tokens: int = 0
+
+    def trace(self) -> TraceArrays | None:
+        """The workload's trace file parsed as the workload declares (None without one)."""
+        if self.trace_path is None:
+            return None
+        return read_trace(self.trace_path, trace_options(self.scenario.workload))
 
     def with_spec(self, **changes: object) -> ResolvedScenario:
         """A copy with ``spec`` fields replaced (validated), e.g. ``num_spec_tokens=3``."""
@@ -148,7 +154,6 @@ def resolve_scenario(sc: Scenario, base_dir: Path, source: str) -> ResolvedScena
     if sc.workload.trace is not None:
         trace_path = resolve_path(sc.workload.trace, base_dir, source, "workload.trace")
         check_input_file(trace_path, source=source, field="workload.trace")
-        trace_options(sc.workload, trace_path)  # how read_trace(trace_path) reads it
 
     kv = sc.serving.kv_cache_tokens
     kv_tokens = kv if isinstance(kv, int) else auto_kv_cache_tokens(sc, target, drafters, source)

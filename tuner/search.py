@@ -117,10 +117,9 @@ class NoFeasibleConfig(SpectuneError):
 def total_requests(rs: ResolvedScenario) -> int:
     """Requests the scenario simulates (trace rows capped by ``num_requests``)."""
     wl = rs.scenario.workload
-    if rs.trace_path is not None:
-        from spectune.simulator.workload import read_trace
-
-        n = len(read_trace(rs.trace_path).prompt_tokens)
+    tr = rs.trace()
+    if tr is not None:
+        n = len(tr.prompt_tokens)
         return min(n, wl.num_requests) if wl.num_requests else n
     return int(wl.num_requests or 0)
 
