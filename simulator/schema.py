@@ -44,7 +44,14 @@ from .profile_schema import (  # noqa: F401  (re-exported: the contracts' one ho
 )
 from .schema_base import (  # noqa: F401
     ACCEPTANCE_SCHEMA,
+    CONFIG,
     LATENCY_SCHEMA,
+    MAX_LIST,
+    MAX_NUM_SEQS,
+    MAX_REQUESTS,
+    MAX_SPEC_TOKENS,
+    MAX_TOKENS,
+    MAX_TREE_NODES,
     SCENARIO_SCHEMA,
     DrafterKind,
     Frozen,
@@ -54,8 +61,13 @@ from .schema_base import (  # noqa: F401
     PosInt,
     Prob,
 )
+from .workload_schema import Arrival, LengthDist, Workload  # noqa: F401
 
 # --------------------------------------------------------------------------- scenario
+
+NumSeqs = Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)]
+SpecTokens = Annotated[int, Field(ge=0, le=MAX_SPEC_TOKENS)]
+TreeNodes = Annotated[int, Field(gt=0, le=MAX_TREE_NODES)]
 
 DrafterVariant = Literal["eagle", "eagle3", "mtp", "medusa", "ngram", "suffix"]
 VARIANTS_BY_KIND: dict[str, tuple[str, ...]] = {
@@ -64,92 +76,40 @@ VARIANTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "draft_model": (),
     "self": (),
 }
-
-
-class LengthDist(Frozen):
-    """A token-length distribution: constant, uniform [low, high], or lognormal(mean, cv)."""
-
-    dist: Literal["constant", "uniform", "lognormal"]
-    value: PosInt | None = None
-    low: PosInt | None = None
-    high: PosInt | None = None
-    mean: PosFloat | None = None
-    cv: NonNegFloat | None = None
-    max: PosInt | None = None
-
-    @model_validator(mode="after")
-    def _params(self) -> LengthDist:
-        need = {"constant": ("value",), "uniform": ("low", "high"), "lognormal": ("mean", "cv")}
-        for name in need[self.dist]:
-            if getattr(self, name) is None:
-                raise ValueError(f"@{name}: is required for dist {self.dist}")
-        if self.dist == "uniform" and self.low > self.high:  # type: ignore[operator]
-            raise ValueError(f"@low: must be <= high, got {self.low} > {self.high}")
-        return self
-
-
-class Arrival(Frozen):
-    """Open-loop arrival process. ``gamma`` uses ``cv`` (coefficient of variation)."""
-
-    process: Literal["poisson", "gamma"]
-    rate_per_s: PosFloat
-    cv: PosFloat = 1.0
-
-
-class Workload(Frozen):
-    """Where requests come from and when.
-
-    mode ``open``: arrivals from ``arrival`` or, with ``trace`` and no ``arrival``, the
-    trace's own timestamps (inter-arrival gaps divided by ``time_scale``: 2.0 replays twice
-    as fast). mode ``closed``: ``concurrency`` clients, each sending its next request when
-    its last one finishes. mode ``offline``: every request arrives at t = 0.
-    Lengths come from the trace's columns when ``trace`` is given, else from
-    ``prompt_tokens`` / ``output_tokens``.
-    """
-
-    mode: Literal["open", "closed", "offline"] = "open"
-    trace: Path | None = None
-    arrival: Arrival | None = None
-    time_scale: PosFloat = 1.0
-    concurrency: PosInt | None = None
-    num_requests: PosInt | None = None
-    prompt_tokens: LengthDist | None = None
-    output_tokens: LengthDist | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Workload:
-        if self.trace is None and (self.prompt_tokens is None or self.output_tokens is None):
-            raise ValueError("@trace: give a trace, or both prompt_tokens and output_tokens")
-        if self.mode == "open" and self.trace is None and self.arrival is None:
-            raise ValueError("@arrival: is required for mode open without a trace to replay")
-        if self.mode == "closed" and self.concurrency is None:
-            raise ValueError("@concurrency: is required for mode closed")
-        if self.trace is None and self.num_requests is None:
-            raise ValueError("@num_requests: is required without a trace")
-        return self
+Ms = Annotated[float, Field(ge=0.0, le=1e6)]
 
 
 class Serving(Frozen):
     """Serving-engine limits (vLLM-like)."""
 
-    max_num_seqs: PosInt = 256
-    max_batched_tokens: PosInt = 8192
-    kv_cache_tokens: PosInt | Literal["auto"] = "auto"
+    max_num_seqs: NumSeqs = 256
+    """Most sequences in one iteration's batch (vLLM ``max_num_seqs``)."""
+    max_batched_tokens: Annotated[int, Field(gt=0, le=MAX_TOKENS)] = 8192
+    """Most tokens one iteration processes: prefill chunks plus decode/verify tokens."""
+    kv_cache_tokens: Annotated[int, Field(gt=0, le=10**12)] | Literal["auto"] = "auto"
+    """KV-cache capacity in tokens; auto = device memory x utilization - weights, divided by
+    the KV bytes of one token (as vLLM sizes its block pool)."""
     gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
-    kv_dtype_bytes: PosFloat = 2.0
-    weight_dtype_bytes: PosFloat = 2.0
-    step_overhead_ms: NonNegFloat = 0.0
-    # Host work per sequence per iteration (scheduling, sampling, bookkeeping): an engine
-    # iteration's overhead is step_overhead_ms + step_overhead_per_seq_ms x sequences in it.
-    step_overhead_per_seq_ms: NonNegFloat = 0.0
-    # fused: prefill chunks join the iteration's one forward (vLLM); separate: every prompt
-    # is its own forward (and draft-model forward) at full cost, as the live engine does.
+    """Share of device memory the engine may use (for kv_cache_tokens: auto)."""
+    kv_dtype_bytes: Annotated[float, Field(gt=0.0, le=16.0)] = 2.0
+    """Bytes per KV-cache element (2 = fp16/bf16, 1 = fp8)."""
+    weight_dtype_bytes: Annotated[float, Field(gt=0.0, le=16.0)] = 2.0
+    """Bytes per weight (for kv_cache_tokens: auto)."""
+    step_overhead_ms: Ms = 0.0
+    """Host time per engine iteration in ms (scheduling, sampling), on top of the forwards."""
+    step_overhead_per_seq_ms: Ms = 0.0
+    """Host work per sequence per iteration in ms (scheduling, sampling, bookkeeping): an
+    iteration's overhead is step_overhead_ms + step_overhead_per_seq_ms x its sequences."""
     prefill: Literal["fused", "separate"] = "fused"
-    # The context a decode iteration's attention is priced at: mean = each sequence reads
-    # its own KV (paged attention: vLLM, SGLang, TRT-LLM); max = every sequence reads as
-    # far as the batch's longest (a padded batch cache, as the live engine and HF do).
+    """fused: prefill chunks join the iteration's one forward (vLLM); separate: every prompt
+    is its own forward (and draft-model forward) at full cost, as the live engine does."""
     attention_context: Literal["mean", "max"] = "mean"
+    """The context a decode iteration's attention is priced at: mean = each sequence reads
+    its own KV (paged attention: vLLM, SGLang, TRT-LLM); max = every sequence reads as far
+    as the batch's longest (a padded batch cache, as the live engine and HF do)."""
     preemption: Literal["recompute", "queue"] = "recompute"
+    """What happens when the KV cache is full: recompute = evict the newest sequence and
+    prefill it again later (vLLM); queue = admit no new request until space frees."""
 
 
 class Slo(Frozen):
@@ -157,26 +117,39 @@ class Slo(Frozen):
     (e.g. p99 TPOT <= 50 ms). Goodput counts the requests that meet every bound."""
 
     ttft_s: PosFloat | None = None
+    """Time to first token bound, seconds."""
     tpot_s: PosFloat | None = None
+    """Time per output token (after the first) bound, seconds."""
     e2e_s: PosFloat | None = None
+    """End-to-end latency bound, seconds."""
     percentile: Literal[50, 90, 99] = 99
+    """The percentile over requests each bound applies to."""
 
 
 class TargetSpec(Frozen):
+    """The target model."""
+
     name: str | None = None
+    """Display name (default: the latency profile's model name)."""
     latency_profile: Path
-    # What an engine serves: a Hugging Face id or a local checkpoint folder (engine configs
-    # name it; a placeholder, flagged, when absent).
+    """Latency profile of the target (spectune/latency/v1), relative to the scenario."""
     model: str | None = None
+    """What an engine serves: a Hugging Face id or a checkpoint folder (engine configs name
+    it; without it they carry a flagged placeholder)."""
 
 
 class AcceptanceRef(Frozen):
     """Inline acceptance numbers, or a path to an acceptance profile."""
 
     profile: Path | None = None
-    per_position: list[Prob] | None = None
-    ranked: list[Prob] | None = None
-    spread: NonNegFloat = 0.0
+    """An acceptance profile (spectune/acceptance/v1), relative to the scenario."""
+    per_position: Annotated[list[Prob], Field(max_length=MAX_LIST)] | None = None
+    """Inline chain acceptance a_1, a_2, ... = P(draft i accepted | drafts 1..i-1 accepted);
+    the last value repeats for longer chains."""
+    ranked: Annotated[list[Prob], Field(max_length=MAX_LIST)] | None = None
+    """Inline ranked acceptance p_1, p_2, ... of the drafter's top candidates (trees)."""
+    spread: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    """Standard deviation of the per-request mean acceptance (0 = every request alike)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> AcceptanceRef:
@@ -196,33 +169,41 @@ class DrafterSpec(Frozen):
     """
 
     name: str = Field(min_length=1)
+    """Name used by spec.drafter and search.drafters (``none`` is reserved)."""
     kind: DrafterKind
+    """draft_model (separate small LM), heads (Medusa/EAGLE-like), ngram (prompt lookup) or
+    self (layer skip: the target's first layers)."""
     latency_profile: Path | None = None
+    """Latency profile of one draft pass (draft_model, heads)."""
     acceptance: AcceptanceRef
+    """Acceptance of this drafter against the target."""
     self_layers: PosInt | None = None
-    draft_ms_per_token: NonNegFloat = 0.0
-    # Host overhead that speculating with this drafter adds to every iteration (drafter
-    # bookkeeping, lookups, verification), on top of the serving step overhead.
-    step_overhead_ms: NonNegFloat = 0.0
-    step_overhead_per_seq_ms: NonNegFloat = 0.0
-    # ... and per sequence per draft pass (a model drafter's passes: k for a chain, the
-    # depth for a tree; an n-gram drafter's lookups: 1 for a chain, one per tree node with
-    # children, the root included) and per sequence per drafted node (verification,
-    # sampling, tree masks): host work that grows with the draft shape.
-    step_overhead_per_pass_seq_ms: NonNegFloat = 0.0
-    step_overhead_per_node_seq_ms: NonNegFloat = 0.0
-    # How a model drafter drafts a tree level: incremental = one pass over the previous
-    # level's nodes (the tree's K/V stays cached, EAGLE-style); refeed = one pass over every
-    # node above the level (no cached tree K/V, as spectune's live ModelDrafter does).
+    """self: the target layers that draft."""
+    draft_ms_per_token: Ms = 0.0
+    """ngram: host time per drafted token, ms."""
+    step_overhead_ms: Ms = 0.0
+    """Host overhead in ms that speculating with this drafter adds to every iteration
+    (bookkeeping, lookups, verification), on top of the serving step overhead."""
+    step_overhead_per_seq_ms: Ms = 0.0
+    """... and per sequence in the iteration, ms."""
+    step_overhead_per_pass_seq_ms: Ms = 0.0
+    """... and per sequence per draft pass, ms (a model drafter's passes: k for a chain, the
+    depth for a tree; an n-gram drafter's lookups: 1 for a chain, one per tree node with
+    children, the root included)."""
+    step_overhead_per_node_seq_ms: Ms = 0.0
+    """... and per sequence per drafted node, ms (verification, sampling, tree masks)."""
     tree_draft: Literal["incremental", "refeed"] = "incremental"
-    # The checkpoint an engine loads for this drafter (Hugging Face id or folder): the draft
-    # model, or the EAGLE/Medusa head; MTP heads live in the target's own checkpoint.
+    """How a model drafter drafts a tree level: incremental = one pass over the previous
+    level's nodes (the tree's K/V stays cached, EAGLE-style); refeed = one pass over every
+    node above the level (no cached tree K/V, as spectune's live ModelDrafter does)."""
     model: str | None = None
-    # Which algorithm of the kind, for engine configs (the simulator prices the kind):
-    # heads: eagle (EAGLE-1/2 head), eagle3, mtp (the target's multi-token-prediction
-    # layers), medusa; ngram: ngram (prompt lookup), suffix (suffix decoding). None =
-    # eagle for heads, ngram for ngram (engine output flags the assumption).
+    """The checkpoint an engine loads for this drafter (Hugging Face id or folder): the draft
+    model or the EAGLE/Medusa head; MTP layers live in the target's own checkpoint."""
     variant: DrafterVariant | None = None
+    """Which algorithm of the kind, for engine configs (the simulator prices the kind):
+    heads: eagle (EAGLE-1/2 head; the default), eagle3, mtp (the target's multi-token
+    prediction layers), medusa; ngram: ngram (prompt lookup; the default), suffix (suffix
+    decoding)."""
 
     @field_validator("name")
     @classmethod
@@ -253,9 +234,18 @@ class TreeSpec(Frozen):
     child indices from the root), or a node ``budget`` and ``depth`` for which the optimal
     tree is built from the drafter's ranked acceptance."""
 
-    paths: list[list[NonNegInt]] | None = None
-    budget: PosInt | None = None
-    depth: PosInt | None = None
+    paths: (
+        Annotated[
+            list[Annotated[list[NonNegInt], Field(max_length=MAX_TREE_NODES)]],
+            Field(max_length=MAX_TREE_NODES),
+        ]
+        | None
+    ) = None
+    """Explicit tree: each path a list of ranked child indices from the root."""
+    budget: TreeNodes | None = None
+    """Node budget of the optimal tree built from the drafter's ranked acceptance."""
+    depth: TreeNodes | None = None
+    """Maximum depth of that tree (default: the budget)."""
 
     @model_validator(mode="after")
     def _one_form(self) -> TreeSpec:
@@ -279,8 +269,11 @@ class SpecConfig(Frozen):
     """The speculative-decoding configuration to simulate. ``drafter: none`` = plain decoding."""
 
     drafter: str = "none"
-    num_spec_tokens: NonNegInt = 0
+    """A drafter's name, or none (plain decoding)."""
+    num_spec_tokens: SpecTokens = 0
+    """k, the draft length of a chain (0 = plain decoding)."""
     tree: TreeSpec | None = None
+    """A tree instead of a chain."""
 
     @model_validator(mode="after")
     def _shape(self) -> SpecConfig:
@@ -289,32 +282,57 @@ class SpecConfig(Frozen):
         return self
 
 
-class SearchSpace(Frozen):
-    """What the tuner may choose from (issue 4). Empty lists mean 'not searched'."""
+def _bounded_list(item: Any) -> Any:
+    return Annotated[list[item], Field(max_length=MAX_LIST)]
 
-    drafters: list[str] | None = None  # default: all candidates plus none
-    num_spec_tokens: list[NonNegInt] = Field(default_factory=lambda: list(range(0, 9)))
-    tree_budgets: list[PosInt] = Field(default_factory=list)
-    tree_depths: list[PosInt] = Field(default_factory=list)
-    max_num_seqs: list[PosInt] = Field(default_factory=list)
-    # What `spectune recommend` optimises when --objective is not given; auto = latency
-    # (p99 TPOT) for open-loop workloads, throughput otherwise (see tuner/objective.py).
+
+class SearchSpace(Frozen):
+    """What the tuner may choose from. Empty lists mean 'not searched'."""
+
+    drafters: _bounded_list(str) | None = None  # type: ignore[valid-type]
+    """Drafter names to search, ``none`` (plain decoding, the baseline every pick is
+    compared with) included; default: every candidate plus none."""
+    num_spec_tokens: _bounded_list(SpecTokens) = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(range(0, 9))
+    )
+    """Chain lengths k to search."""
+    tree_budgets: _bounded_list(TreeNodes) = Field(default_factory=list)  # type: ignore[valid-type]
+    """Tree node budgets to search (empty: no trees)."""
+    tree_depths: _bounded_list(TreeNodes) = Field(default_factory=list)  # type: ignore[valid-type]
+    """Tree depths to search (empty: each budget's best depth)."""
+    max_num_seqs: _bounded_list(NumSeqs) = Field(default_factory=list)  # type: ignore[valid-type]
+    """Batch caps to search (empty: serving.max_num_seqs only)."""
     objective: Literal["auto", "throughput", "goodput", "latency"] = "auto"
+    """What ``spectune recommend`` optimises when --objective is not given; auto = latency
+    (TPOT at the SLO percentile) for open-loop workloads, throughput otherwise."""
 
 
 class Scenario(Frozen):
-    schema_: Literal["spectune/scenario/v1"] = Field(alias="schema")
-    name: str | None = None
-    target: TargetSpec
-    drafters: list[DrafterSpec] = Field(default_factory=list)
-    workload: Workload
-    serving: Serving = Serving()
-    slo: Slo = Slo()
-    spec: SpecConfig = SpecConfig()
-    search: SearchSpace = SearchSpace()
-    seed: NonNegInt = 0
+    """A scenario: the target, candidate drafters, workload, serving limits, SLOs, the
+    config to simulate and the tuner's search space."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    schema_: Literal["spectune/scenario/v1"] = Field(alias="schema")
+    """Always ``spectune/scenario/v1``."""
+    name: str | None = None
+    """Display name."""
+    target: TargetSpec
+    """The target model."""
+    drafters: list[DrafterSpec] = Field(default_factory=list, max_length=64)
+    """Candidate drafters."""
+    workload: Workload
+    """Where requests come from and when."""
+    serving: Serving = Serving()
+    """Serving-engine limits."""
+    slo: Slo = Slo()
+    """Latency bounds (goodput counts requests that meet every one)."""
+    spec: SpecConfig = SpecConfig()
+    """The config ``simulate`` runs."""
+    search: SearchSpace = SearchSpace()
+    """What ``recommend`` searches."""
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    """Random seed (arrivals, lengths, acceptance draws)."""
+
+    model_config = ConfigDict(**CONFIG, populate_by_name=True)
 
     @model_validator(mode="after")
     def _names(self) -> Scenario:
@@ -326,6 +344,20 @@ class Scenario(Frozen):
                 f"@spec.drafter: unknown drafter '{self.spec.drafter}' "
                 f"(known: {', '.join(names) or 'none'})"
             )
+        searched = self.search.drafters
+        if searched is not None:
+            for i, name in enumerate(searched):
+                if name != "none" and name not in names:
+                    raise ValueError(
+                        f"@search.drafters.{i}: unknown drafter '{name}' "
+                        f"(known: {', '.join(['none', *names])})"
+                    )
+            if searched and "none" not in searched:
+                # Named at `search`: the whole space needs its baseline.
+                raise ValueError(
+                    "@search: drafters must include none (plain decoding, the baseline every "
+                    f"pick is compared with), got {searched}; e.g. {['none', *searched]}"
+                )
         return self
 
     def drafter(self, name: str) -> DrafterSpec:

@@ -10,8 +10,10 @@ Three workload modes (as people benchmark servers):
   are decided by the engine while it runs, so :attr:`RequestSet.arrival_s` is ``None``.
 - ``offline``: every request arrives at t = 0 (an offline throughput run).
 
-Lengths come from the trace's ``ContextTokens`` / ``GeneratedTokens`` columns when a trace
-is given, else from :class:`~spectune.simulator.schema.LengthDist` draws. ``num_requests``
+Lengths come from the trace (the Azure CSV's ``ContextTokens`` / ``GeneratedTokens``
+columns, or any format of :mod:`.trace_readers`) when a trace is given, else from
+:class:`~spectune.simulator.schema.LengthDist` draws; a trace without timestamps takes its
+arrivals from ``arrival``. ``num_requests``
 takes the first N trace rows. Nonsense lengths (0 or negative tokens) are clamped to 1 and
 reported in :attr:`RequestSet.warnings`, never silently. Times are in seconds, lengths in
 tokens.
@@ -26,18 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .loading import check_input_file
 from .schema import Arrival, LengthDist, Workload
+from .schema_base import MAX_REQUESTS
+from .trace_readers import TraceArrays, TraceOptions, read_trace_file
 
 TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
-
-
-@dataclass(frozen=True)
-class TraceArrays:
-    """One parsed trace file (all rows, file order)."""
-
-    time_s: np.ndarray  # float64 [rows], seconds since the first row
-    prompt_tokens: np.ndarray  # int64 [rows]
-    output_tokens: np.ndarray  # int64 [rows]
 
 
 @dataclass(frozen=True)
@@ -60,85 +56,47 @@ class RequestSet:
         return int(self.prompt_tokens.shape[0])
 
 
-# Parsed traces keyed by (resolved path, mtime_ns, size): a tuner evaluating many configs on
-# one trace parses it once per process.
-_TRACE_CACHE: dict[tuple[str, int, int], TraceArrays] = {}
+# Parsed traces keyed by (resolved path, mtime_ns, size, options): a tuner evaluating many
+# configs on one trace parses it once per process.
+_TRACE_CACHE: dict[tuple[str, int, int, TraceOptions], TraceArrays] = {}
 
 
-def read_trace(path: str | Path) -> TraceArrays:
-    """Parse an Azure-LLM-style trace CSV (TIMESTAMP, ContextTokens, GeneratedTokens).
+def trace_options(workload: Workload) -> TraceOptions:
+    """The reading options a workload declares (format, timestamp unit, tokenizer)."""
+    tok = workload.tokenizer
+    return TraceOptions(
+        format=workload.trace_format,
+        timestamp_unit=workload.timestamp_unit,
+        tokenizer=str(tok) if isinstance(tok, Path) else tok,
+    )
 
-    Columns are found by header name, in any order; extra columns are ignored. Timestamps
-    look like ``2023-11-16 18:17:03.9799600``. Results are cached per path and mtime.
+
+def read_trace(path: str | Path, options: TraceOptions | None = None) -> TraceArrays:
+    """Parse a workload file: the Azure-LLM-style CSV (TIMESTAMP, ContextTokens,
+    GeneratedTokens), a lengths-only CSV, JSONL, or JSON records / ShareGPT
+    (:mod:`.trace_readers`). Results are cached per path, mtime and options.
 
     Args:
-        path: the CSV file.
+        path: the file.
+        options: format, timestamp unit, tokenizer (:func:`trace_options` of the workload
+            that names the file); default: auto-detection.
 
     Returns:
-        The parsed arrays, times relative to the first row.
+        The parsed arrays, times relative to the first row (``None``: no timestamps).
 
     Raises:
-        InputError: the file is missing, a column is missing, or a value does not parse.
+        InputError: the file is missing, not a regular file, a column is missing, or a
+            value does not parse.
     """
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        raise InputError("file not found", source=p) from None
-    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    p = check_input_file(path)
+    st = p.stat()
+    resolved = str(p.resolve())
+    opts = options or TraceOptions()
+    key = (resolved, st.st_mtime_ns, st.st_size, opts)
     hit = _TRACE_CACHE.get(key)
-    if hit is not None:
-        return hit
-    try:
-        lines = p.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read trace ({e.__class__.__name__})", source=p) from None
-    if not lines:
-        raise InputError("trace is empty", source=p)
-    header = [h.strip() for h in lines[0].split(",")]
-    missing = [c for c in TRACE_COLUMNS if c not in header]
-    if missing:
-        raise InputError(
-            f"trace needs columns {', '.join(TRACE_COLUMNS)}; missing {', '.join(missing)}",
-            source=p,
-        )
-    rows = [ln for ln in lines[1:] if ln.strip()]
-    if not rows:
-        raise InputError("trace has a header but no rows", source=p)
-    cols = [header.index(c) for c in TRACE_COLUMNS]
-    width = len(header)
-    split = [r.split(",") for r in rows]
-    for i, parts in enumerate(split):
-        if len(parts) != width:
-            raise InputError(f"line {i + 2}: expected {width} fields, got {len(parts)}", source=p)
-    try:
-        stamps = np.array([s[cols[0]].strip() for s in split], dtype="datetime64[ns]")
-    except ValueError as e:
-        raise InputError(f"TIMESTAMP does not parse as a date-time ({e})", source=p) from None
-    ints = []
-    for name, c in zip(TRACE_COLUMNS[1:], cols[1:], strict=True):
-        try:
-            ints.append(np.array([s[c] for s in split], dtype=np.float64))
-        except ValueError:
-            bad = next(i for i, s in enumerate(split) if not _is_number(s[c]))
-            raise InputError(
-                f"line {bad + 2}: {name} must be a number, got {split[bad][c]!r}", source=p
-            ) from None
-    rel_ns = (stamps - stamps[0]).astype(np.int64)
-    out = TraceArrays(
-        time_s=rel_ns.astype(np.float64) * 1e-9,
-        prompt_tokens=np.rint(ints[0]).astype(np.int64),
-        output_tokens=np.rint(ints[1]).astype(np.int64),
-    )
-    _TRACE_CACHE[key] = out
-    return out
-
-
-def _is_number(s: str) -> bool:
-    try:
-        return math.isfinite(float(s))
-    except ValueError:
-        return False
+    if hit is None:
+        hit = _TRACE_CACHE[key] = read_trace_file(p, opts)
+    return hit
 
 
 def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -204,13 +162,21 @@ def build_requests(
     warnings: list[str] = []
     trace_times = None
     if trace_path is not None:
-        tr = read_trace(trace_path)
+        tr = read_trace(trace_path, trace_options(workload))
+        warnings += tr.warnings
         n = tr.prompt_tokens.shape[0]
         if workload.num_requests is not None:
             n = min(n, workload.num_requests)
+        elif n > MAX_REQUESTS:
+            raise InputError(
+                f"the trace has {n:,} rows; at most {MAX_REQUESTS:,} requests are simulated: "
+                "set workload.num_requests",
+                source=trace_path,
+                field="workload.num_requests",
+            )
         prompt = tr.prompt_tokens[:n]
         output = tr.output_tokens[:n]
-        trace_times = tr.time_s[:n]
+        trace_times = tr.time_s[:n] if tr.time_s is not None else None
         if workload.prompt_tokens is not None or workload.output_tokens is not None:
             warnings.append("lengths come from the trace; prompt_tokens/output_tokens ignored")
     else:
@@ -231,7 +197,13 @@ def build_requests(
     elif workload.arrival is not None:
         arrival_s = sample_arrivals(workload.arrival, n, rng_arrivals)
     else:
-        assert trace_times is not None
+        if trace_times is None:
+            raise InputError(
+                "is required: the trace has no timestamps (give arrivals for mode open, or "
+                "use mode closed / offline)",
+                source=trace_path,
+                field="workload.arrival",
+            )
         times = trace_times - trace_times.min() if n else trace_times
         if n and np.any(np.diff(times) < 0):
             order = np.argsort(times, kind="stable")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from spectune import __version__
+from spectune.output import check_args
 from spectune.simulator.errors import SpectuneError
 
 # Order here is the order in --help.
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_args(args)
         return int(args.func(args) or 0)
     except SpectuneError as e:
         print(f"spectune: error: {e}", file=sys.stderr)

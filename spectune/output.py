@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import stat
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
+
+from spectune.simulator.errors import InputError
 
 
 def add_scenario_args(p: argparse.ArgumentParser) -> None:
@@ -71,3 +77,70 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], digits: int = 3
     lines = [line(list(headers), None), "  ".join("-" * w for w in widths)]
     lines += [line(b, r) for b, r in zip(body, raw_rows, strict=True)]
     return "\n".join(lines)
+
+
+def check_output_path(path: str | Path, flag: str, folder: bool = False) -> None:
+    """Fail now, not after minutes of work, if ``path`` cannot be written.
+
+    A file path must not be a folder, FIFO or socket (a FIFO blocks the write until a
+    reader comes); a folder path must not be a file; the nearest existing folder must
+    take a new file (probed with a temporary file there, removed at once: permission bits
+    do not tell for root or a read-only mount). Nothing at ``path`` is created or changed.
+
+    Raises:
+        InputError: naming the flag and why.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except OSError as e:
+        raise InputError(f"{p}: cannot use ({e.strerror})", field=flag) from None
+    if st is not None:
+        if folder and not stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{p} is a file; give a folder", field=flag)
+        if not folder and stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{p} is a folder; give a file path", field=flag)
+        if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            raise InputError(f"{p} is a FIFO or socket; give a regular file", field=flag)
+        if not folder and not stat.S_ISREG(st.st_mode):
+            return  # a device such as /dev/null
+    probe_dir = p if folder and st is not None else p.parent
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise InputError(f"cannot write {p}: {probe_dir} is not a folder", field=flag)
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".spectune-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"cannot write {p}: folder {probe_dir} is not writable ({e.strerror})", field=flag
+        ) from None
+    if st is not None and not folder and not os.access(p, os.W_OK):
+        raise InputError(f"cannot write {p}: permission denied", field=flag)
+
+
+# Flags that name something a command writes: (argparse dest, flag, is a folder).
+OUTPUT_FLAGS = (
+    ("out", "--out", False),
+    ("plot", "--plot", False),
+    ("report", "--report", True),
+    ("out_dir", "--out-dir", True),
+)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Checks every command shares, run before the command starts its work: seeds are
+    >= 0 (numpy's seed sequences take no negative entropy) and output paths writable
+    (:func:`check_output_path`; a command marks a folder-valued ``--out`` with
+    ``set_defaults(out_is_folder=True)``)."""
+    seed = getattr(args, "seed", None)
+    if isinstance(seed, int) and not 0 <= seed < 2**63:
+        raise InputError(f"must be in 0..2^63-1, got {seed}", field="--seed")
+    for dest, flag, folder in OUTPUT_FLAGS:
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and value:
+            is_folder = folder or (dest == "out" and getattr(args, "out_is_folder", False))
+            check_output_path(value, flag, folder=is_folder)

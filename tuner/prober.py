@@ -60,7 +60,8 @@ class Prober:
             from spectune.simulator import simulate as simulate
         self._simulate = simulate
         self.rs = rs
-        self.requests = min(requests, _rows(rs)) if rs.trace_path is not None else requests
+        trace = rs.trace()
+        self.requests = requests if trace is None else min(requests, len(trace.prompt_tokens))
         self.seed = rs.scenario.seed if seed is None else seed
         self.seeds = tuple(self.seed + i for i in range(1 + CONFIRM_SEEDS))
         self.percentile = int(slo.percentile)
@@ -165,10 +166,3 @@ class Prober:
 def shape(config: Config) -> str:
     """A config's drafter and shape: what the monotone feasibility memo is kept per."""
     return f"{config.drafter}/{'tree' if config.is_tree else 'chain'}"
-
-
-def _rows(rs: ResolvedScenario) -> int:
-    from spectune.simulator.workload import read_trace
-
-    assert rs.trace_path is not None
-    return int(read_trace(rs.trace_path).prompt_tokens.shape[0])

@@ -55,10 +55,8 @@ def mean_lengths(rs: ResolvedScenario, sample: int = 2000) -> tuple[float, float
     """Mean (prompt, output) tokens per request: the first ``sample`` trace rows, or the
     length distributions' means."""
     wl = rs.scenario.workload
-    if rs.trace_path is not None:
-        from spectune.simulator.workload import read_trace
-
-        tr = read_trace(rs.trace_path)
+    tr = rs.trace()
+    if tr is not None:
         n = min(len(tr.prompt_tokens), wl.num_requests or len(tr.prompt_tokens), sample)
         p = float(np.mean(np.maximum(tr.prompt_tokens[:n], 1)))
         o = float(np.mean(np.maximum(tr.output_tokens[:n], 1)))

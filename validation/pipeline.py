@@ -13,7 +13,8 @@ Steps (:func:`run_validation`):
    ``spectune recommend`` runs) on the scenario with the offline workload and batch cap
    8; its pick and the best live entry of the matrix under the same workload and cap run
    live again, interleaved, and the ratio of their median throughputs is reported.
-5. Summary and report (:mod:`.report`).
+5. Summary and report (:mod:`.report`); with calibration, the calibrated scenario
+   (:mod:`.calibrated`) beside it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import load_scenario
 
 from .acceptance import workload_acceptance
+from .calibrated import write_calibrated_scenario
 from .calibration import CalibrationRuns
 from .live_models import load_live_models, prompt_source, warm_shapes
 from .matrix import (
@@ -179,12 +181,19 @@ def run_validation(
         notes += passes.notes
         runner.rs = rs
     overhead = None
+    calibrated: Path | None = None
     sim_rs = live_engine_model(rs)
     if cal is not None:
         cal.finish(tick)
         overhead = cal.fit(rs)
         (report_dir / "overhead.json").write_text(json.dumps(overhead.to_dict(), indent=1))
         sim_rs = overhead.apply(sim_rs)
+        calibrated = write_calibrated_scenario(
+            sim_rs, scen, report_dir, passes.paths if passes else None, overhead.how
+        )
+        notes.append(
+            f"calibrated scenario (fitted host overheads, live-engine rules): {calibrated}"
+        )
         sim_rs, notes_acc, runner.replays = workload_acceptance(
             sim_rs, models, prompts, wls, report_dir, s.seed + 1
         )
@@ -204,6 +213,7 @@ def run_validation(
         "summary": summary,
         "summary_uncalibrated": summary_uncal,
         "overhead": overhead.to_dict() if overhead is not None else None,
+        "calibrated_scenario": str(calibrated) if calibrated is not None else None,
         "configs": rows,
         "tuner": tuner,
         "notes": notes,

@@ -96,6 +96,9 @@ class ProfilePasses:
         self.notes: list[str] = []
         self.jobs: list[tuple[str, torch.nn.Module, LatencyProfile, Path]] = []
         self.ready: dict[str, LatencyProfile] = {}
+        # "target" or a drafter name -> the profile file measured here (for the
+        # calibrated scenario)
+        self.paths: dict[str, Path] = {}
         todo = [("target", models.target.model, rs.target)]
         todo += [
             (name, models.drafter_model(name), rd.latency)
@@ -108,9 +111,11 @@ class ProfilePasses:
                 self.notes.append(f"{key}: latency profile reused (measured here)")
             elif path.is_file() and measured_here(load_latency_profile(path)):
                 self.ready[key] = load_latency_profile(path)
+                self.paths[key] = path
                 self.notes.append(f"{key}: latency profile reused from {path}")
             else:
                 self.jobs.append((key, model, prof, path))
+                self.paths[key] = path
                 self.notes.append(
                     f"{key}: latency profile measured here in {passes} passes interleaved "
                     f"with the live repeats: {path}"

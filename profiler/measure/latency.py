@@ -41,6 +41,7 @@ from spectune.profiler.runtime.kvcache import KVCache
 from spectune.profiler.runtime.model import DecoderLM
 from spectune.profiler.runtime.timing import Timer, device_info
 from spectune.simulator.errors import InputError
+from spectune.simulator.progress import Progress
 from spectune.simulator.schema import (
     DeviceInfo,
     LatencyFit,
@@ -138,11 +139,9 @@ def measure(
         points: the grid.
         settings: repeats, warm-up, seed.
         log: the partial file (already holds the samples of an interrupted run).
-        progress: show a tqdm bar.
+        progress: show progress on stderr (a bar on a terminal, else a line per 10%).
         on_sample: called with the number of visits made so far (tests interrupt here).
     """
-    from tqdm import tqdm
-
     todo = [
         (rep, p)
         for rep in range(settings.repeats)
@@ -153,7 +152,8 @@ def measure(
     max_len = max(p[1] + p[2] for p in points)
     bench: _Bench | None = None
     timer = Timer(model.device) if settings.clock == "wall" else ThreadCpuTimer()
-    bar = tqdm(total=len(todo), desc="latency", unit="visit", disable=not progress, leave=False)
+    # a bar on a terminal; a line per 10% (or 30 s) in a log, not one per redraw
+    bar = Progress("latency", total=len(todo), unit="visit", enabled=progress)
     visits = 0
     with torch.inference_mode():
         # The first round is the `repeats` full passes; each later one an extra pass.

@@ -119,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     tr.add_argument("--work-dir", default=".cache/train-demo", help="resumable training state")
     tr.add_argument("--threads", type=int, default=None, help="torch threads")
-    tr.set_defaults(func=run_train_demo)
+    tr.set_defaults(func=run_train_demo, out_is_folder=True)
 
     p.set_defaults(func=lambda args: _usage(p))
 

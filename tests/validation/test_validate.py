@@ -181,6 +181,17 @@ def test_calibration_fits_overheads_once(scenario, tmp_path, monkeypatch):
     assert (report / "acceptance" / "self2.yaml").is_file()
     assert any("acceptance measured on the validation workload" in n for n in result["notes"])
     assert result["summary_uncalibrated"]["num_configs"] == 1
+    # the fitted overheads reach a scenario that loads and carries them
+    from spectune.simulator.scenario import load_scenario
+
+    assert result["calibrated_scenario"] == str(report / "calibrated-scenario.yaml")
+    cal = load_scenario(report / "calibrated-scenario.yaml").scenario
+    assert cal.serving.step_overhead_ms == pytest.approx(ov["engine"]["step_overhead_ms"], abs=1e-3)
+    assert cal.serving.prefill == "separate" and cal.serving.attention_context == "max"
+    ng = cal.drafter("ng")
+    assert ng.step_overhead_per_seq_ms == pytest.approx(
+        ov["drafters"]["ng"]["step_overhead_per_seq_ms"], abs=1e-3
+    )
 
     def boom(*a, **k):
         raise AssertionError("calibration ran again")
@@ -215,3 +226,12 @@ def test_bad_input_is_one_line(scenario, tmp_path, capsys):
     argv = ["validate", str(scenario), "--models", str(tmp_path / "nowhere"), "--no-progress"]
     assert main(argv) == 2
     assert "tiny-target" in capsys.readouterr().err
+
+
+def test_quick_mode_reports_no_configs_target_it_cannot_meet() -> None:
+    from spectune.validation.report import target_status
+
+    summary = {"num_configs": 10, "median_abs_pct_error": 3.0, "max_abs_pct_error": 9.0}
+    assert target_status(summary)["num_configs"] is False
+    assert target_status(summary, quick=True)["num_configs"] is None
+    assert target_status(summary, quick=True)["median_abs_pct_error"] is True
