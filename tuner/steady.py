@@ -39,6 +39,7 @@ waiting queue does not grow.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from spectune.simulator.engine import EngineResult
-from spectune.simulator.metrics import summary
+from spectune.simulator.metrics import compute_metrics
 from spectune.simulator.schema import Slo
 
 WARMUP_FRACTION = 0.25
@@ -139,30 +140,26 @@ def steady_state(
     done_per_s = a.size / duration if duration > 0 else math.nan
     arrived_per_s = (a.size - 1) / (t1 - t0) if t1 > t0 else math.nan
 
-    ttft = (s - a)[sel]
-    e2e = (f - a)[sel]
-    o = out_tok[sel]
-    multi = o > 1
-    tpot = np.zeros(n)
-    tpot[multi] = (e2e[multi] - ttft[multi]) / (o[multi] - 1)
-    ok = np.ones(n, dtype=bool)
-    if slo.ttft_s is not None:
-        ok &= ttft <= slo.ttft_s
-    if slo.tpot_s is not None:
-        ok &= tpot <= slo.tpot_s
-    if slo.e2e_s is not None:
-        ok &= e2e <= slo.e2e_s
+    # The window's requests, priced by the simulator's own metrics (summaries, SLO rule).
+    window = dataclasses.replace(
+        res,
+        arrival_s=a[sel],
+        first_token_s=s[sel],
+        finish_s=f[sel],
+        prompt_tokens=res.prompt_tokens[sel],
+        output_tokens=out_tok[sel],
+        preemptions=res.preemptions[sel],
+        generated=None,
+    )
+    m = compute_metrics(window, slo) if n else {}
     span = t1 - w
     running = in_system - waiting
     metrics: dict[str, Any] = {
         "num_requests": n,
         "window_s": [w - t0, t1 - t0],
-        "ttft_s": summary(ttft),
-        "tpot_s": summary(tpot[multi]),
-        "e2e_s": summary(e2e),
-        "goodput_req_per_s": float(ok.sum()) / span if span > 0 else math.nan,
-        "slo_attainment": float(ok.mean()) if n else math.nan,
-        "throughput_tok_per_s": float(o.sum()) / span if span > 0 else math.nan,
+        **{k: m.get(k) for k in ("ttft_s", "tpot_s", "e2e_s", "slo_attainment")},
+        "goodput_req_per_s": m.get("slo_attainment", math.nan) * n / span if span > 0 else math.nan,
+        "throughput_tok_per_s": float(out_tok[sel].sum()) / span if span > 0 else math.nan,
         "requests_per_s": n / span if span > 0 else math.nan,
         "mean_batch_size": float(running.mean()),
     }
