@@ -235,3 +235,12 @@ def test_bad_engine_flags_exit_2(
     assert main(["recommend", str(write_tiny(tmp_path)), *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err
+
+
+def test_help_lists_the_checked_versions(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["recommend", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for engine, versions in (("vllm", "0.20.2, 0.32.0"), ("trtllm", "1.3.0rc27, 1.4.0rc4")):
+        assert f"{engine}: {versions} (default {versions.split(', ')[-1]})" in out
+    assert "sglang: 0.5.23" in out and "hf: 4.57.6, 5.19.0" in out
