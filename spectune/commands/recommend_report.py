@@ -193,8 +193,8 @@ def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: boo
         _row("plain decoding", out.plain, pct),
     ]
     rows += [_row(label, ev, pct) for label, ev in out.defaults.items()]
-    headers = ["", "config", "tok/s", "goodput", f"p{pct} TTFT s", f"p{pct} TPOT s"]
-    lines.append(table(rows, [*headers, "acc len", "meets SLOs"], digits=4))
+    headers = ["", "config", "output tok/s", "goodput req/s", f"p{pct} TTFT s", f"p{pct} TPOT s"]
+    lines.append(table(rows, [*headers, "accepted len (tok/step)", "meets SLOs"], digits=4))
     pv, bv = out.plain.value(obj), out.best.value(obj)
     if pv and math.isfinite(pv) and math.isfinite(bv) and out.best.config.speculates:
         metric = {"throughput": "throughput", "goodput": "goodput", "latency": f"p{pct} TPOT"}
@@ -215,7 +215,7 @@ def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: boo
                     )
                     for e in out.pareto_front
                 ],
-                ["config", "tok/s", f"p{pct} TPOT s", "meets SLOs"],
+                ["config", "output tok/s", f"p{pct} TPOT s", "meets SLOs"],
                 digits=4,
             )
         )
