@@ -20,7 +20,7 @@ from spectune.simulator.acceptance import shift_probs
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
 from spectune.simulator.schema import AcceptanceSpec
 
-from .evaluate import DIRECTIONS, Evaluation, Evaluator, Job
+from .evaluate import Evaluation, Evaluator, Job
 
 ACCEPTANCE_LOGIT_SD = 0.15
 
@@ -93,16 +93,22 @@ def confidence_band(
         "relative_max": float(np.nanmax(rel)),
     }
     if len(rivals) > 1:
-        sign = 1.0 if DIRECTIONS[objective] == "maximize" else -1.0
-        diff = sign * (vals[:, 0] - vals[:, 1])
-        # Equal values (e.g. two caps the batch never reaches) are ties, not losses.
-        tie = np.isclose(vals[:, 0], vals[:, 1], rtol=1e-9, atol=0.0)
+        # Compared as the pick was chosen: meeting the SLOs first, then the objective, then
+        # the smallest violation; equal keys are ties, not losses.
+        keys = [r.sort_key(objective) for r in runs]
+        pairs = [(keys[i], keys[i + 1]) for i in range(0, len(keys), 2)]
+        tie = np.array([_close(a, b) for a, b in pairs])
+        ahead = np.array([a < b for a, b in pairs]) & ~tie
         out["runner_up"] = rivals[1].config.label()
-        out["wins_vs_runner_up"] = float(((diff > 0) & ~tie).mean())
+        out["wins_vs_runner_up"] = float(ahead.mean())
         out["ties_vs_runner_up"] = float(tie.mean())
     if same:
         out["identical_to_pick"] = [e.config.label() for e in same]
     return out
+
+
+def _close(a: tuple[int, float], b: tuple[int, float]) -> bool:
+    return a[0] == b[0] and bool(np.isclose(a[1], b[1], rtol=1e-9, atol=0.0))
 
 
 def _same_run(a: Evaluation, b: Evaluation) -> bool:

@@ -163,6 +163,11 @@ def test_placeholders_are_flagged() -> None:
     assert "<target-model>" in out.argv and "<small-checkpoint>" in out.text
     assert any("target.model is not set" in n for n in out.notes)
     assert any("drafters[small].model is not set" in n for n in out.notes)
+    heads, _ = emit(capabilities("sglang"), SpecChoice("e", "heads", None, 3, draft_model="m"))
+    assert heads.payload["args"]["--speculative-algorithm"] == "EAGLE"
+    assert any("drafters[e].variant is not set: eagle assumed" in n for n in heads.notes)
+    named, _ = emit(capabilities("sglang"), SpecChoice("e", "heads", "eagle3", 3, draft_model="m"))
+    assert not any("variant" in n for n in named.notes)
 
 
 def test_unknown_engine_or_version() -> None:

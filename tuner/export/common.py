@@ -141,6 +141,16 @@ def draft_ref(choice: SpecChoice, notes: list[str]) -> str:
     return ph
 
 
+def flag_assumed_variant(choice: SpecChoice, notes: list[str]) -> None:
+    """Say so when the scenario left a drafter's variant out and its default was written."""
+    if choice.speculates and choice.kind in ("heads", "ngram") and choice.variant is None:
+        options = "eagle, eagle3, mtp or medusa" if choice.kind == "heads" else "ngram or suffix"
+        notes.append(
+            f"drafters[{choice.drafter}].variant is not set: {choice.method} assumed "
+            f"(set {options})"
+        )
+
+
 def tree_tuples(paths: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
     # vLLM sorts the tree breadth-first, (len, path); emit it already sorted.
     return sorted((tuple(int(x) for x in p) for p in paths), key=lambda t: (len(t), t))

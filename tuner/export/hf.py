@@ -11,13 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Band, EngineConfig, SpecChoice, comment_lines, draft_ref, target_ref
+from .common import (
+    Band,
+    EngineConfig,
+    SpecChoice,
+    comment_lines,
+    draft_ref,
+    flag_assumed_variant,
+    target_ref,
+)
 from .versions import Capabilities
 
 
 def emit_hf(choice: SpecChoice, bands: list[Band], caps: Capabilities) -> EngineConfig:
     notes: list[str] = [f"for {caps.label}; checked with {caps.checked}"]
     model = target_ref(choice, notes)
+    flag_assumed_variant(choice, notes)
     lines = [
         "from transformers import AutoModelForCausalLM",
         f"target = AutoModelForCausalLM.from_pretrained({model!r})",

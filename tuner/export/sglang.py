@@ -19,6 +19,7 @@ from .common import (
     capped_schedule,
     comment_lines,
     draft_ref,
+    flag_assumed_variant,
     max_siblings,
     shell_command,
     target_ref,
@@ -31,6 +32,7 @@ ADAPTIVE_FILE = "adaptive_spec.json"
 def emit_sglang(choice: SpecChoice, bands: list[Band], caps: Capabilities) -> EngineConfig:
     notes: list[str] = [f"for {caps.label}; checked with {caps.checked}"]
     model = target_ref(choice, notes)
+    flag_assumed_variant(choice, notes)
     head = ["python", "-m", "sglang.launch_server"]
     args: list[tuple[str, Any]] = [("--model-path", model)]
     if choice.max_num_seqs:

@@ -19,6 +19,7 @@ from .common import (
     capped_schedule,
     comment_lines,
     draft_ref,
+    flag_assumed_variant,
     target_ref,
     to_yaml,
     tree_tuples,
@@ -29,6 +30,7 @@ from .versions import Capabilities
 def emit_trtllm(choice: SpecChoice, bands: list[Band], caps: Capabilities) -> EngineConfig:
     notes: list[str] = [f"for {caps.label}; checked against {caps.checked}"]
     model = target_ref(choice, notes)
+    flag_assumed_variant(choice, notes)
     notes.append(f"save as spec.yaml; run: trtllm-serve {model} --config spec.yaml")
     doc: dict[str, Any] = {}
     if choice.max_num_seqs:

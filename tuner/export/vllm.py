@@ -20,6 +20,7 @@ from .common import (
     SpecChoice,
     comment_lines,
     draft_ref,
+    flag_assumed_variant,
     shell_command,
     target_ref,
     tree_tuples,
@@ -31,6 +32,7 @@ from .versions import Capabilities
 def emit_vllm(choice: SpecChoice, bands: list[Band], caps: Capabilities) -> EngineConfig:
     notes: list[str] = [f"for {caps.label}; checked with {caps.checked}"]
     model = target_ref(choice, notes)
+    flag_assumed_variant(choice, notes)
     args: list[tuple[str, Any]] = []
     cfg: dict[str, Any] = {}
     if choice.speculates:
