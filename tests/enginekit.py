@@ -163,6 +163,13 @@ def result_of(runs: dict[str, Any], case: Case) -> dict[str, Any]:
     return runs["results"][(case.caps.engine, case.caps.version)]["results"][case.id]
 
 
+def suffix_impossible() -> str | None:
+    """Why vLLM 0.32.0's ``suffix`` cases cannot run here (arctic-inference would not
+    install), or None."""
+    stamp = CACHE / "arctic-inference" / ".spectune-impossible"
+    return stamp.read_text() if stamp.exists() else None
+
+
 def parsers_missing() -> str | None:
     """Why the parsers cannot run (None = they can)."""
     need = [CACHE / n / ".spectune-stamp" for n in ("vllm-0.20.2", "sglang-0.5.23")]
