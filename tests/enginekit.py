@@ -119,33 +119,51 @@ def shell_argv(text: str, workdir: str) -> list[str]:
     return done.stdout.decode().split("\0")[:-1]
 
 
-def run_parser(script: str, folders: tuple[str, ...], payload: list[dict]) -> dict[str, Any]:
-    """Start one parser subprocess on ``payload``; returns its result document."""
-    setup = import_module_from(ENGINES_DIR / "setup.py")
-    env = {
-        **os.environ,
-        "PYTHONPATH": setup.pythonpath(*folders),
-        "VLLM_LOGGING_LEVEL": "ERROR",
-        # vLLM caches what it learns of model classes: keep it in the parsers' cache, per
-        # version, not in the user's home.
-        "VLLM_CACHE_ROOT": str(CACHE / f"vllm-cache-{'-'.join(folders) or 'env'}"),
-    }
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(payload, fh)
-    try:
-        done = subprocess.run(
-            [sys.executable, str(ENGINES_DIR / script), fh.name],
+class ParserRun:
+    """One parser subprocess on a payload, started at once (:meth:`result` waits)."""
+
+    def __init__(self, script: str, folders: tuple[str, ...], payload: list[dict]) -> None:
+        setup = import_module_from(ENGINES_DIR / "setup.py")
+        env = {
+            **os.environ,
+            "PYTHONPATH": setup.pythonpath(*folders),
+            "VLLM_LOGGING_LEVEL": "ERROR",
+            # vLLM caches what it learns of model classes: keep it in the parsers' cache,
+            # per version, not in the user's home.
+            "VLLM_CACHE_ROOT": str(CACHE / f"vllm-cache-{'-'.join(folders) or 'env'}"),
+        }
+        self.script = script
+        # The handles outlive __init__: the subprocess writes to them until result().
+        self._input = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
+        with self._input as fh:
+            json.dump(payload, fh)
+        self._out = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [sys.executable, str(ENGINES_DIR / script), self._input.name],
             env=env,
-            capture_output=True,
+            stdout=self._out,
+            stderr=self._err,
             text=True,
-            timeout=900,
         )
-    finally:
-        os.unlink(fh.name)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{script} failed: {done.stderr[-3000:]}")
+
+    def result(self, timeout: float = 1800) -> dict[str, Any]:
+        """The parser's result document (waits for it to finish)."""
+        try:
+            self._proc.wait(timeout=timeout)
+        finally:
+            os.unlink(self._input.name)
+        self._out.seek(0)
+        for line in self._out.read().splitlines():
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT ") :])
+        self._err.seek(0)
+        raise RuntimeError(f"{self.script} failed: {self._err.read()[-3000:]}")
+
+
+def run_parser(script: str, folders: tuple[str, ...], payload: list[dict]) -> dict[str, Any]:
+    """Run one parser subprocess on ``payload`` and return its result document."""
+    return ParserRun(script, folders, payload).result()
 
 
 def import_module_from(path: Path) -> Any:
