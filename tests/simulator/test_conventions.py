@@ -51,7 +51,7 @@ def test_fit_iid_inverts_the_chain(a: float, k: int) -> None:
 def test_sequoia_round_trip_and_tree_value(p: list[float]) -> None:
     s = cv.sequoia_from_ranked(p)
     assert sum(s) <= 1.0 + 1e-12
-    assert cv.ranked_from_sequoia(s) == pytest.approx(p, rel=1e-9)
+    assert cv.ranked_from_sequoia(s) == pytest.approx(p, rel=1e-6)
     # One level of width w: E = 1 + Σ s_r (the accepted child is one of them).
     tree = Tree.from_paths([[r] for r in range(len(p))])
     assert expected_tokens_tree(tree, p) == pytest.approx(1.0 + sum(s))
