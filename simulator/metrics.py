@@ -3,7 +3,9 @@
 Definitions (times in seconds, rates per second of simulated time):
 
 - ``duration_s``: first arrival to last finish. ``throughput_tok_per_s`` = output tokens /
-  duration; ``requests_per_s`` = requests / duration.
+  duration (total tokens / makespan); ``requests_per_s`` = requests / duration;
+  ``mean_request_tok_per_s`` = the mean over requests of output tokens / E2E (what one
+  request sees; papers' per-request figure for a batch of identical requests).
 - TTFT = first token − arrival (the first token is emitted when the prefill completes);
   E2E = finish − arrival; TPOT = (E2E − TTFT) / (output tokens − 1), for outputs > 1
   token. Each reported as ``{p50, p90, p99, mean}`` (linear-interpolated percentiles).
@@ -86,6 +88,7 @@ def compute_metrics(res: EngineResult, slo: Slo) -> dict[str, Any]:
         "prompt_tokens": int(res.prompt_tokens.sum()),
         "duration_s": duration,
         "throughput_tok_per_s": per_s(float(out_tok.sum())),
+        "mean_request_tok_per_s": _mean_request_rate(out_tok, e2e),
         "requests_per_s": per_s(float(n)),
         "goodput_req_per_s": per_s(float(good)),
         "slo_attainment": good / n if n else math.nan,
@@ -114,3 +117,9 @@ def _accepted_len(res: EngineResult, accepted: int, drafting: int) -> float:
     if res.drafting_steps is None:  # every step drafted: the same value, as computed before
         return res.drawn_tokens / res.decode_steps if res.decode_steps else 1.0
     return 1.0 + accepted / drafting if drafting else 1.0
+
+
+def _mean_request_rate(out_tok: np.ndarray, e2e: np.ndarray) -> float | None:
+    """Mean over requests of output tokens / E2E seconds (None without requests)."""
+    ok = e2e > 0
+    return float((out_tok[ok] / e2e[ok]).mean()) if ok.any() else None
