@@ -138,6 +138,15 @@ class TreeVisits:
     checked_by_rank: np.ndarray  # [W] visited checks of a rank-r child
     accepted_by_rank: np.ndarray  # [W] of which accepted
 
+    @property
+    def steps(self) -> int:
+        return sum(len(a) for a in self.accepted)
+
+    @property
+    def accepted_tokens(self) -> int:
+        """Drafts accepted (bonus tokens excluded)."""
+        return int(sum(int(a.sum()) for a in self.accepted))
+
     def ranked(self) -> list[float]:
         """p_r over the visited checks (a rank never checked gets 0)."""
         return [
