@@ -16,7 +16,7 @@ drafts past the request's last token.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -24,8 +24,15 @@ from spectune.simulator.trajectory import densify, pooled_per_position
 from spectune.simulator.trajectory import replay_chain as replay_record
 from spectune.simulator.trajectory_schema import Trajectory
 
-if TYPE_CHECKING:
-    from .acceptance import RequestAcceptance
+
+class RequestAcceptance(Protocol):
+    """What a record needs of :class:`.acceptance.RequestAcceptance` (one request's
+    teacher-forced arrays)."""
+
+    acc: np.ndarray  # [starts, K] P(draft i from start s accepted | 1..i-1 accepted)
+    valid: np.ndarray  # [starts, K] bool
+    rank_num: np.ndarray  # [starts, W]
+    drafted: np.ndarray  # [starts] drafts offered
 
 
 def runs(req: RequestAcceptance, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -14,18 +14,18 @@ from spectune.simulator.schema import load_acceptance_profile
 PROM = """\
 # HELP vllm:spec_decode_num_drafts_total Number of spec decoding drafts.
 # TYPE vllm:spec_decode_num_drafts_total counter
-vllm:spec_decode_num_drafts_total{engine="0",model_name="llama-3.1-8b"} 60.0
-vllm:spec_decode_num_drafts_total{engine="1",model_name="llama-3.1-8b"} 40.0
+vllm:spec_decode_num_drafts_total{engine="0",model_name="llama"} 60.0
+vllm:spec_decode_num_drafts_total{engine="1",model_name="llama"} 40.0
 # HELP vllm:spec_decode_num_drafts_created Number of spec decoding drafts.
 # TYPE vllm:spec_decode_num_drafts_created gauge
-vllm:spec_decode_num_drafts_created{engine="0",model_name="llama-3.1-8b"} 1.7e+09
-vllm:spec_decode_num_draft_tokens_total{engine="0",model_name="llama-3.1-8b"} 300.0
-vllm:spec_decode_num_accepted_tokens_total{engine="0",model_name="llama-3.1-8b"} 150.0
-vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",model_name="llama-3.1-8b",position="0"} 50.0
-vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="1",model_name="llama-3.1-8b",position="0"} 30.0
-vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",model_name="llama-3.1-8b",position="1"} 45.0
-vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",model_name="llama-3.1-8b",position="2"} 25.0
-vllm:num_requests_running{engine="0",model_name="llama-3.1-8b"} 0.0
+vllm:spec_decode_num_drafts_created{engine="0",model_name="llama"} 1.7e+09
+vllm:spec_decode_num_draft_tokens_total{engine="0",model_name="llama"} 300.0
+vllm:spec_decode_num_accepted_tokens_total{engine="0",model_name="llama"} 150.0
+vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",model_name="llama",position="0"} 50.0
+vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="1",model_name="llama",position="0"} 30.0
+vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",model_name="llama",position="1"} 45.0
+vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",model_name="llama",position="2"} 25.0
+vllm:num_requests_running{engine="0",model_name="llama"} 0.0
 """
 
 BENCH = {
@@ -94,7 +94,7 @@ def test_prometheus_dump(tmp_path, capsys):
     assert s["acceptance_length"] == pytest.approx(2.5)  # = 1 + 150 / 100
     assert s["vllm_acceptance_rate"] == pytest.approx(0.5)
     p = load_acceptance_profile(out)
-    assert p.target == "llama-3.1-8b" and p.drafter_kind == "heads"
+    assert p.target == "llama" and p.drafter_kind == "heads"
     assert p.counts.num_steps == 100 and p.counts.num_accepted_tokens == 150
 
 
@@ -152,8 +152,8 @@ def test_imported_trajectories_replay_in_the_simulator(tmp_path, capsys, scenari
         scenario_dir / "scenario.yaml",
         [
             f"drafters.0.acceptance={{profile: {out}}}",
-            "workload={mode: offline, num_requests: 4, identical: true, "
-            "prompt_tokens: {dist: constant, value: 10}, output_tokens: {dist: constant, value: 15}}",
+            "workload={mode: offline, num_requests: 4, identical: true, prompt_tokens: "
+            "{dist: constant, value: 10}, output_tokens: {dist: constant, value: 15}}",
             "spec.num_spec_tokens=3",
         ],
     )
