@@ -33,7 +33,6 @@ examples:
       per-position acceptance (the last value repeats): the best k and a k table
   spectune estimate --ranked 0.8,0.3,0.15 --tree-budget 16 --cost-ratio 0.02 --json
       the optimal 16-node tree (Sequoia-style DP; depth chosen for the best speedup)
-
   spectune estimate --acceptance-rate 0.4167 --k 3
       vLLM's acceptance rate (accepted / drafted) measured at k = 3: mean acceptance length
       2.25; read as a per-position rate it would predict 1.66 (docs/acceptance.md)
