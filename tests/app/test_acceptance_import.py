@@ -229,3 +229,37 @@ def test_unreachable_url_is_one_line(capsys, tmp_path):
     assert code == 2
     err = capsys.readouterr().err
     assert "cannot fetch" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("trajectory", "needle"),
+    [
+        (
+            {"k": 4, "output_tokens": 6, "accepted": [4, 4]},
+            "acceptance.trajectories.0.accepted: step 1 starts at output position 6 but the "
+            "request has 6 tokens: the trajectory is longer than its request",
+        ),
+        (
+            {"form": "positions", "k": 4, "output_tokens": 3, "accepted": [1, 1, 1]},
+            "acceptance.trajectories.0.accepted: one entry per output position 1..2 at most",
+        ),
+        ({"k": 4, "output_tokens": 20, "accepted": [2, -3]}, "accepted.1: must be >= 0, got -3"),
+        ({"k": 4, "output_tokens": 20, "accepted": [5]}, "accepted.0: must be <= k (4), got 5"),
+        (
+            {"k": 4, "output_tokens": 20, "accepted": [1], "drafted": [6]},
+            "drafted.0: must be <= k (4), got 6",
+        ),
+    ],
+)
+def test_bad_trajectory_in_a_profile_is_one_line(scenario_dir, capsys, trajectory, needle):
+    import yaml
+    from conftest import acceptance_profile_dict
+
+    bad = acceptance_profile_dict()
+    bad["acceptance"]["trajectories"] = [trajectory]
+    (scenario_dir / "acc.yaml").write_text(yaml.safe_dump(bad))
+    args = ["simulate", str(scenario_dir / "scenario.yaml"), "--set", "spec.num_spec_tokens=2"]
+    args += ["--set", f"drafters.0.acceptance={{profile: {scenario_dir / 'acc.yaml'}}}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "acc.yaml" in err[0] and needle in err[0], err
