@@ -26,8 +26,20 @@ a_i(r) = σ(logit(a_i) + δ_r), p_j(r) = σ(logit(p_j) + δ_r). The rule keeps e
 with ``spread = 0`` gives every request the profile's vector, so the DES mean matches the
 closed form.
 
-The engine does not sample per iteration: :func:`draw_request_steps` pre-draws every
-request's tokens per decode step (one uniform each) as cumulative counts, so a request's
+Recorded trajectories (docs/acceptance.md). When the profile carries per-request
+trajectories that can be replayed at the draft shape (:mod:`.trajectory`), they replace
+the vectors and the spread: each simulated request replays one recorded request at its
+own k or tree (correlation inside a request survives), and the vectors of the closed
+forms (:meth:`AcceptanceModel.survival`, ``mean_tokens_per_step``) are the records'
+pooled statistics at that shape. Otherwise the vectors stand in, with a warning.
+
+Drafters that may propose fewer than k drafts (``ngram``, ``suffix``): a step drafts d
+tokens (0 = nothing: one token verified, no draft cost) and accepts at most d; d comes
+from the records, or from ``match_probability`` / ``draft_lengths``
+(:func:`draw_steps`); the engine prices each iteration at the drafts it verifies.
+
+The engine does not sample per iteration: :func:`draw_steps` pre-draws every request's
+tokens (and drafted counts) per decode step as cumulative counts, so a request's
 acceptance is tied to the request, not to the batch it runs in.
 """
 
