@@ -5,9 +5,11 @@ Calibration and scoring never share a prompt: the held-out stdlib files (the dem
 never trained on them) are split by file, even-numbered files give the calibration
 prompts, odd-numbered ones the scored prompts (code snippets starting at a ``def`` /
 ``class`` line, <= 320 bytes, as examples/prompts/stdlib.txt). Both decode greedily in
-fp32 with ``--new-tokens`` tokens (the recorded trajectories ``--extra-tokens`` more: a
-tree step near a request's end checks drafts past its last kept token, as the live engine
-and vLLM do, so a record must reach past the request it models).
+fp32 with ``--new-tokens`` tokens. The calibration records reach ``--extra-tokens`` past
+that: a tree step near a request's end checks drafts past its last kept token (the live
+engine and vLLM both do), so a tree's record must reach past the request it models; a
+chain step of spectune's live engine never drafts past the request's last token (vLLM's
+does, and cuts the output), so chains replay the records cut at the request's length.
 
 1. Calibration: ``measure_acceptance`` (teacher forcing, exact at T = 0) on the
    calibration prompts -> an acceptance profile with one trajectory per prompt.
@@ -66,7 +68,7 @@ def split_prompts(n: int, max_bytes: int = 320) -> tuple[list[str], list[str]]:
             for j in range(len(text))
             if (j == 0 or text[j - 1] == "\n") and text.startswith(heads, j)
         ]
-        for j in starts[::3]:  # every third: fewer overlapping snippets
+        for j in starts:
             chunk = text[j : j + max_bytes]
             cut = chunk.rfind("\n")
             if cut > 40:
@@ -74,6 +76,27 @@ def split_prompts(n: int, max_bytes: int = 320) -> tuple[list[str], list[str]]:
     rng = np.random.default_rng(0)
     pick = [rng.permutation(len(s))[:n] for s in sets]
     return [sets[0][i] for i in pick[0]], [sets[1][i] for i in pick[1]]
+
+
+def cut_records(profile, output_tokens: int):
+    """The profile with its positions records cut at ``output_tokens``: what recording at
+    the request's own length gives (runs end at the last token)."""
+    from spectune.simulator.trajectory_schema import Trajectory
+
+    n = output_tokens - 1
+    cut = [
+        Trajectory(
+            form="positions",
+            k=t.k,
+            output_tokens=output_tokens,
+            accepted=[min(a, output_tokens - (i + 1)) for i, a in enumerate(t.accepted[:n])],
+            drafted=None if t.drafted is None else t.drafted[:n],
+            rank=None if t.rank is None else t.rank[:n],
+        )
+        for t in profile.acceptance.trajectories
+    ]
+    acc = profile.acceptance.model_copy(update={"trajectories": cut})
+    return profile.model_copy(update={"acceptance": acc})
 
 
 def scenario(profile: Path, kind: str, prompt_len: int, new_tokens: int, requests: int):
@@ -170,14 +193,21 @@ def main() -> int:
         dump_yaml(build_profile(sreqs, "t", spec, "scored", 0.0, 8, "oracle"), oracle_path)
         rs_oracle = scenario(oracle_path, kind, prompt_len, args.new_tokens, args.sim_requests)
         rs_full = scenario(full, kind, prompt_len, args.new_tokens, args.sim_requests)
+        cut = work / f"{name}-cut.yaml"
+        dump_yaml(cut_records(prof, args.new_tokens), cut)
+        rs_cut = scenario(cut, kind, prompt_len, args.new_tokens, args.sim_requests)
+        oracle_cut = work / f"{name}-scored-cut.yaml"
+        dump_yaml(cut_records(load_acceptance_profile(oracle_path), args.new_tokens), oracle_cut)
+        rs_oracle_cut = scenario(oracle_cut, kind, prompt_len, args.new_tokens, args.sim_requests)
         rs_compact = scenario(compact, kind, prompt_len, args.new_tokens, args.sim_requests)
         ranked = load_acceptance_profile(SHIPPED[name]).acceptance.ranked
         shapes = [(f"k={k}", k, None) for k in range(1, 9)]
         shapes += [(f"tree {b}/{d}", None, optimal_tree(ranked, b, d)) for b, d in TREES[name]]
         for label, k, tree in shapes:
-            traj, closed = predicted(rs_full, k, tree)
+            chain = tree is None
+            traj, closed = predicted(rs_cut if chain else rs_full, k, tree)
             vec, _ = predicted(rs_compact, k, tree)
-            oracle, _ = predicted(rs_oracle, k, tree)
+            oracle, _ = predicted(rs_oracle_cut if chain else rs_oracle, k, tree)
             spec_kw = {"k": k} if tree is None else {"tree": Tree.from_paths(tree.paths())}
             eng = SpecEngine(
                 target, make[name](), max_batch=args.batch, max_len=512 + args.new_tokens, **spec_kw
