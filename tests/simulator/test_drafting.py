@@ -162,3 +162,20 @@ def test_same_pooled_rates_different_correlation_are_told_apart(folder: Path) ->
     # 199 tokens (~6 ms); its fast half 40 steps (~2 ms).
     assert split_m["tpot_s"]["p99"] > 1.5 * mixed_m["tpot_s"]["p99"]
     assert split_m["tpot_s"]["p50"] != pytest.approx(mixed_m["tpot_s"]["p50"], rel=0.1)
+
+
+def test_suffix_drafter_draft_lengths(folder: Path) -> None:
+    # Suffix decoding (kind suffix): a drafting step proposes d = 1 or 3 tokens (equally
+    # likely), capped at k = 2, every one accepted: tokens per step 1 + (1 + 2) / 2 = 2.5,
+    # and the verify width follows the drafts.
+    suffix = {"name": "sfx", "kind": "suffix", "acceptance": {"profile": "sfx.yaml"}}
+    changes = profile(
+        folder, "sfx", "suffix", {"per_position": [1.0], "draft_lengths": [0.5, 0, 0.5]}
+    )
+    changes["drafters"] = [*changes["drafters"], suffix]
+    changes["workload"] = {"num_requests": 100, "output_tokens": {"dist": "constant", "value": 300}}
+    changes["spec"] = {"drafter": "sfx", "num_spec_tokens": 2}
+    m = api.simulate(make_rs(folder, changes), target_latency=ConstantLatency(10.0, 1.0)).metrics
+    tokens = m["output_tokens"] - m["num_requests"]
+    assert tokens / m["decode_steps"] == pytest.approx(2.5, rel=0.02)
+    assert m["acceptance_rate"] == pytest.approx(1.0)
