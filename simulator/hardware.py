@@ -1,16 +1,16 @@
-"""Spec-sheet numbers of GPUs and architecture numbers of the models we ship profiles for.
+"""Spec-sheet numbers of the GPUs spectune prices forwards for.
 
-This module is data: the roofline model (:mod:`spectune.simulator.roofline`) turns a
-:class:`DeviceSpec` and an :class:`ArchSpec` into forward latencies. Every device number is
-the vendor's spec sheet value (dense, i.e. without 2:4 sparsity); memory is the total that
-``nvidia-smi`` reports for the card (what vLLM sizes its KV cache from), in GiB.
+This module is data: the cost models (:mod:`spectune.simulator.roofline`, the calibrated
+:mod:`spectune.simulator.costmodel`) turn a :class:`DeviceSpec` and a model shape into
+forward latencies. Every device number is the vendor's spec-sheet value (dense, i.e.
+without 2:4 sparsity); memory is the total that ``nvidia-smi`` reports for the card (what
+vLLM sizes its KV cache from), in GiB. Where a public microbenchmark measured the memory
+bandwidth (STREAM-like copies, Azure's AI benchmarking guide, see
+hwprofiles/calibration/gpu_specs.yaml) it is kept beside the peak for reference; the cost
+model uses the peak times a fitted efficiency.
 
 Units: bandwidths in GB/s (10^9 bytes per second), compute in TFLOP/s (10^12), memory in
 GiB (2^30 bytes), latencies in µs.
-
-Parameter counts are derived from the architecture (see :meth:`ArchSpec.params`) and match
-the published counts (Llama-3.1-8B 8,030,261,248; Llama-3.2-1B 1,235,814,400;
-Llama-3.1-70B 70,553,706,496; Llama-2-7B 6,738,415,616), which the tests check.
 """
 
 from __future__ import annotations
@@ -27,199 +27,148 @@ class DeviceSpec:
     Attributes:
         slug: short name used on the command line and as the hwprofiles/ folder.
         name: marketing name.
+        generation: architecture generation (``ampere``, ``ada``, ``hopper``,
+            ``blackwell``): the calibrated model fits its efficiency parameters per
+            generation.
         memory_bw_gb_s: peak device-memory bandwidth, GB/s.
         bf16_tflops: peak dense bf16 tensor-core throughput, TFLOP/s.
+        fp8_tflops: peak dense fp8 throughput (None: no fp8 tensor cores).
+        fp4_tflops: peak dense fp4 throughput (None: no fp4 tensor cores).
+        sms: streaming multiprocessors (GEMM wave quantisation).
         memory_gib: total device memory as nvidia-smi reports it, GiB.
         link: interconnect used for tensor-parallel all-reduce (``nvlink`` or ``pcie``).
         link_bw_gb_s: per-GPU, per-direction interconnect bandwidth, GB/s.
-        link_latency_us: fixed cost of one small all-reduce over that link, µs.
+        link_latency_us: fixed cost of one small all-reduce over that link, µs (the
+            pure roofline's value; the calibrated model fits its own).
+        measured_bw_gb_s: a public STREAM-like measurement of the memory bandwidth, or
+            None (informational).
         source: where the numbers come from.
     """
 
     slug: str
     name: str
+    generation: str
     memory_bw_gb_s: float
     bf16_tflops: float
+    fp8_tflops: float | None
+    fp4_tflops: float | None
+    sms: int
     memory_gib: float
     link: str
     link_bw_gb_s: float
     link_latency_us: float
+    measured_bw_gb_s: float | None
     source: str
+
+    def peak_tflops(self, compute: str) -> float:
+        """Dense peak of a compute type (``bf16``, ``fp8``, ``fp4``).
+
+        Raises:
+            InputError: the device has no tensor cores for that type.
+        """
+        value = {"bf16": self.bf16_tflops, "fp8": self.fp8_tflops, "fp4": self.fp4_tflops}[compute]
+        if value is None:
+            raise InputError(
+                f"{self.name} has no {compute} tensor cores (it runs "
+                f"{', '.join(self.compute_types())})",
+                field="--dtype",
+            )
+        return value
+
+    def compute_types(self) -> list[str]:
+        return [
+            c
+            for c, v in (("bf16", 1.0), ("fp8", self.fp8_tflops), ("fp4", self.fp4_tflops))
+            if v is not None
+        ]
 
 
 # All-reduce latency: NCCL's small-message all-reduce within one NVLink node takes roughly
 # 10 µs (vLLM's custom all-reduce is a few µs faster); over PCIe without NVLink, through
-# host bridges, small all-reduces take ~25 µs. These are our estimates, stated in the README.
+# host bridges, small all-reduces take ~25 µs. These are the roofline's estimates, stated
+# in the README; the calibrated model fits its own per-all-reduce cost.
 DEVICES: dict[str, DeviceSpec] = {
     d.slug: d
     for d in (
         DeviceSpec(
             slug="h100-sxm",
             name="NVIDIA H100 SXM5 80GB",
+            generation="hopper",
             memory_bw_gb_s=3350.0,
             bf16_tflops=989.4,
+            fp8_tflops=1978.9,
+            fp4_tflops=None,
+            sms=132,
             memory_gib=79.65,  # 81559 MiB
             link="nvlink",
             link_bw_gb_s=450.0,  # NVLink 4: 900 GB/s bidirectional per GPU
             link_latency_us=10.0,
+            measured_bw_gb_s=2970.0,  # Azure ND H100 v5, triad
             source="NVIDIA H100 Tensor Core GPU datasheet (SXM5 column)",
         ),
         DeviceSpec(
             slug="h200",
             name="NVIDIA H200 SXM 141GB",
+            generation="hopper",
             memory_bw_gb_s=4800.0,
             bf16_tflops=989.4,
+            fp8_tflops=1978.9,
+            fp4_tflops=None,
+            sms=132,
             memory_gib=140.4,  # 143771 MiB
             link="nvlink",
             link_bw_gb_s=450.0,
             link_latency_us=10.0,
+            measured_bw_gb_s=4150.0,  # Azure ND H200 v5, triad
             source="NVIDIA H200 Tensor Core GPU datasheet (SXM column)",
         ),
         DeviceSpec(
             slug="a100-80gb",
             name="NVIDIA A100 SXM4 80GB",
+            generation="ampere",
             memory_bw_gb_s=2039.0,
             bf16_tflops=312.0,
+            fp8_tflops=None,
+            fp4_tflops=None,
+            sms=108,
             memory_gib=80.0,  # 81920 MiB
             link="nvlink",
             link_bw_gb_s=300.0,  # NVLink 3: 600 GB/s bidirectional per GPU
             link_latency_us=10.0,
+            measured_bw_gb_s=1700.0,  # Azure ND A100 v4, triad
             source="NVIDIA A100 Tensor Core GPU datasheet (80GB SXM column)",
         ),
         DeviceSpec(
             slug="l40s",
             name="NVIDIA L40S 48GB",
+            generation="ada",
             memory_bw_gb_s=864.0,
             bf16_tflops=362.05,
+            fp8_tflops=733.0,
+            fp4_tflops=None,
+            sms=142,
             memory_gib=44.99,  # 46068 MiB
             link="pcie",
             link_bw_gb_s=32.0,  # no NVLink: PCIe Gen4 x16, 64 GB/s bidirectional
             link_latency_us=25.0,
+            measured_bw_gb_s=None,
             source="NVIDIA L40S datasheet",
         ),
-    )
-}
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """A Llama-family decoder (or an EAGLE-style head on top of one).
-
-    Attributes:
-        slug: short name used on the command line.
-        name: display name.
-        hidden, layers, heads, kv_heads, head_dim, intermediate, vocab: architecture.
-        tied_embeddings: lm_head shares the embedding matrix (one copy in memory).
-        fc_inputs: EAGLE-style heads fuse ``fc_inputs`` hidden-size vectors (the target's
-            feature and the token embedding) through an fc layer of ``fc_inputs*hidden ->
-            hidden``; 0 for ordinary models.
-        shared_lm_head: the lm_head (and embedding) belong to the target: read on every
-            forward but not counted in ``params`` (no extra memory).
-    """
-
-    slug: str
-    name: str
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    tied_embeddings: bool = False
-    fc_inputs: int = 0
-    shared_lm_head: bool = False
-
-    def layer_params(self) -> int:
-        """Weights of one decoder layer (attention, gated MLP, two RMSNorms)."""
-        q = self.hidden * self.heads * self.head_dim
-        kv = 2 * self.hidden * self.kv_heads * self.head_dim
-        o = self.heads * self.head_dim * self.hidden
-        mlp = 3 * self.hidden * self.intermediate
-        return q + kv + o + mlp + 2 * self.hidden
-
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden
-
-    def fc_params(self) -> int:
-        return self.fc_inputs * self.hidden * self.hidden + (self.hidden if self.fc_inputs else 0)
-
-    def params(self) -> int:
-        """Parameters this model holds in memory (excludes a target's shared lm_head)."""
-        body = self.layers * self.layer_params() + self.fc_params()
-        if self.shared_lm_head:
-            return body
-        embeddings = self.embedding_params() * (1 if self.tied_embeddings else 2)
-        return body + embeddings + self.hidden  # + final norm
-
-    def weights_read_params(self) -> int:
-        """Parameters read from memory by one forward.
-
-        The embedding lookup touches only the rows of the input tokens, so an untied
-        embedding matrix is not read; the lm_head is read in full (also when shared).
-        """
-        final_norm = 0 if self.shared_lm_head else self.hidden
-        return (
-            self.layers * self.layer_params()
-            + self.fc_params()
-            + self.embedding_params()
-            + final_norm
-        )
-
-    def kv_bytes_per_token(self, dtype_bytes: float) -> float:
-        """KV-cache bytes per token across all layers and heads (whole replica)."""
-        return 2.0 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
-
-
-_LLAMA3_8B = dict(hidden=4096, layers=32, heads=32, kv_heads=8, head_dim=128, intermediate=14336)
-
-ARCHS: dict[str, ArchSpec] = {
-    a.slug: a
-    for a in (
-        ArchSpec(slug="llama-3.1-8b", name="Llama-3.1-8B", vocab=128256, **_LLAMA3_8B),
-        ArchSpec(
-            slug="llama-3.2-1b",
-            name="Llama-3.2-1B",
-            hidden=2048,
-            layers=16,
-            heads=32,
-            kv_heads=8,
-            head_dim=64,
-            intermediate=8192,
-            vocab=128256,
-            tied_embeddings=True,
-        ),
-        ArchSpec(
-            slug="llama-3.1-70b",
-            name="Llama-3.1-70B",
-            hidden=8192,
-            layers=80,
-            heads=64,
-            kv_heads=8,
-            head_dim=128,
-            intermediate=28672,
-            vocab=128256,
-        ),
-        ArchSpec(
-            slug="llama-2-7b",
-            name="Llama-2-7B",
-            hidden=4096,
-            layers=32,
-            heads=32,
-            kv_heads=32,
-            head_dim=128,
-            intermediate=11008,
-            vocab=32000,
-        ),
-        # EAGLE(-1/2)-style draft head for Llama-3.1-8B: fc(concat(feature, embedding))
-        # -> one decoder layer -> the target's own lm_head.
-        ArchSpec(
-            slug="eagle-llama-3.1-8b",
-            name="EAGLE head for Llama-3.1-8B",
-            vocab=128256,
-            fc_inputs=2,
-            shared_lm_head=True,
-            **{**_LLAMA3_8B, "layers": 1},
+        DeviceSpec(
+            slug="b200",
+            name="NVIDIA B200 (HGX, 1000 W)",
+            generation="blackwell",
+            memory_bw_gb_s=8000.0,
+            bf16_tflops=2250.0,
+            fp8_tflops=4500.0,
+            fp4_tflops=9000.0,
+            sms=148,
+            memory_gib=167.64,  # "B200 180GB" (TensorRT-LLM docs, DGX B200) as 180e9 bytes
+            link="nvlink",
+            link_bw_gb_s=900.0,  # NVLink 5: 1800 GB/s bidirectional per GPU
+            link_latency_us=10.0,
+            measured_bw_gb_s=None,
+            source="NVIDIA HGX B200 spec (via glennklockwood.com/garden/processors/B200)",
         ),
     )
 }
@@ -235,15 +184,3 @@ def get_device(slug: str) -> DeviceSpec:
     if d is None:
         raise InputError(f"unknown device {slug!r} (known: {', '.join(DEVICES)})", field="--device")
     return d
-
-
-def get_arch(slug: str) -> ArchSpec:
-    """Look up a model architecture by slug (case-insensitive).
-
-    Raises:
-        InputError: unknown slug; the message lists the known ones.
-    """
-    a = ARCHS.get(slug.lower())
-    if a is None:
-        raise InputError(f"unknown model {slug!r} (known: {', '.join(ARCHS)})", field="--model")
-    return a

@@ -33,6 +33,7 @@ class DeviceInfo(Frozen):
     memory_gib: PosFloat | None = None  # per device; used by kv_cache_tokens: auto
     count: PosInt = 1  # devices one replica spans (tensor parallel)
     software: dict[str, str] = Field(default_factory=dict)
+    kv_dtype: str | None = None  # KV-cache dtype the latencies assume (bf16 when absent)
 
 
 class ModelArch(Frozen):
@@ -48,6 +49,13 @@ class ModelArch(Frozen):
     intermediate: PosInt | None = None
     head_dim: PosInt | None = None
     tensor_parallel: PosInt = 1
+    # Optional (GPU cost model profiles): what the architecture numbers above cannot say.
+    kind: str | None = None  # decoder | eagle | eagle3 | mtp
+    weight_bytes: PosFloat | None = None  # weights held by the replica, at device.dtype
+    kv_elements_per_token: PosFloat | None = None  # K+V elements per token, whole replica
+    experts: PosInt | None = None  # routed experts per MoE layer
+    experts_per_token: PosInt | None = None
+    active_params: PosInt | None = None  # parameters one token multiplies by
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelArch:
@@ -62,13 +70,23 @@ class ModelArch(Frozen):
         return self.head_dim or self.hidden // self.heads
 
     def kv_bytes_per_token(self, dtype_bytes: float) -> float:
-        """KV-cache bytes one token occupies across the whole replica (K and V, all layers)."""
+        """KV-cache bytes one token occupies across the whole replica (K and V, all layers;
+        ``kv_elements_per_token`` when the profile states it: latent attention, replicated
+        KV heads)."""
+        if self.kv_elements_per_token is not None:
+            return self.kv_elements_per_token * dtype_bytes
         return 2.0 * self.layers * self.kv_heads * self.head_dim_resolved * dtype_bytes
 
 
 class Provenance(Frozen):
-    kind: Literal["measured", "roofline"]
+    """How a profile's numbers were made. ``calibrated`` profiles (the GPU cost model fitted
+    on public measurements) carry the fitted ``parameters`` and the model's held-out
+    ``error`` (leave-one-source-out, percent)."""
+
+    kind: Literal["measured", "roofline", "calibrated"]
     how: str = Field(min_length=1)
+    parameters: dict[str, float | str | None] | None = None
+    error: dict[str, float] | None = None
 
 
 class LatencyStats(Frozen):

@@ -3,7 +3,7 @@
 Resolution reads every file the scenario names (latency profiles, acceptance profiles, the
 trace's existence) and derives ``kv_cache_tokens: auto`` the way vLLM does:
 ``device memory × count × gpu_memory_utilization − weights`` divided by the KV bytes one
-token occupies (target plus any draft model that keeps its own cache).
+token occupies (target plus the drafter's own layers: :func:`auto_kv_cache_tokens`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .costmodel.dtypes import KV_DTYPE_BYTES
 from .errors import InputError
 from .loading import check_input_file
 from .schema import (
@@ -18,6 +19,7 @@ from .schema import (
     DrafterSpec,
     LatencyProfile,
     Scenario,
+    Serving,
     apply_overrides,
     load_acceptance_profile,
     load_latency_profile,
@@ -25,7 +27,7 @@ from .schema import (
     resolve_path,
     validate_model,
 )
-from .workload import trace_options
+from .workload import TraceArrays, read_trace, trace_options
 
 GIB = 1024**3
 
@@ -47,6 +49,12 @@ class ResolvedScenario:
     drafters: dict[str, ResolvedDrafter] = field(default_factory=dict)
     trace_path: Path | None = None
     kv_cache_tokens: int = 0
+
+    def trace(self) -> TraceArrays | None:
+        """The workload's trace file parsed as the workload declares (None without one)."""
+        if self.trace_path is None:
+            return None
+        return read_trace(self.trace_path, trace_options(self.scenario.workload))
 
     def with_spec(self, **changes: object) -> ResolvedScenario:
         """A copy with ``spec`` fields replaced (validated), e.g. ``num_spec_tokens=3``."""
@@ -146,7 +154,6 @@ def resolve_scenario(sc: Scenario, base_dir: Path, source: str) -> ResolvedScena
     if sc.workload.trace is not None:
         trace_path = resolve_path(sc.workload.trace, base_dir, source, "workload.trace")
         check_input_file(trace_path, source=source, field="workload.trace")
-        trace_options(sc.workload, trace_path)  # how read_trace(trace_path) reads it
 
     kv = sc.serving.kv_cache_tokens
     kv_tokens = kv if isinstance(kv, int) else auto_kv_cache_tokens(sc, target, drafters, source)
@@ -168,8 +175,15 @@ def auto_kv_cache_tokens(
 ) -> int:
     """KV-cache capacity in tokens from device memory, as vLLM sizes its block pool.
 
-    Only the drafter in ``spec`` (if it is a separate draft model) shares the memory; for a
-    search over drafters the tuner re-resolves per drafter.
+    ``device memory × count × gpu_memory_utilization × 0.95 − weights`` (0.95: activations
+    and CUDA graphs, which vLLM profiles as a peak) divided by the KV bytes of one token.
+    Weights: the target's, plus the drafter in ``spec`` if it has a latency profile (a draft
+    model, or a head such as EAGLE or MTP, which shares the target's embedding and lm_head
+    and holds only its own layers). KV per token: the target's, plus the drafter's own
+    layers (a draft model keeps a full cache; EAGLE and MTP heads cache their layer(s)).
+    Byte sizes: ``serving.weight_dtype_bytes`` / ``kv_dtype_bytes`` when the scenario sets
+    them, else the profile's own (``model.weight_bytes`` at its dtype, ``device.kv_dtype``),
+    else 2 bytes. For a search over drafters the tuner re-resolves per drafter.
     """
     dev = target.device
     if dev.memory_gib is None:
@@ -180,14 +194,13 @@ def auto_kv_cache_tokens(
         )
     sv = sc.serving
     budget = dev.memory_gib * GIB * dev.count * sv.gpu_memory_utilization
-    weights = target.model.params * sv.weight_dtype_bytes
-    per_token = target.model.kv_bytes_per_token(sv.kv_dtype_bytes)
+    weights = _weight_bytes(target, sv)
+    per_token = target.model.kv_bytes_per_token(_kv_bytes(target, sv))
     rd = drafters.get(sc.spec.drafter)
     if rd is not None and rd.latency is not None:
-        weights += rd.latency.model.params * sv.weight_dtype_bytes
-        if rd.spec.kind == "draft_model":
-            per_token += rd.latency.model.kv_bytes_per_token(sv.kv_dtype_bytes)
-    # activations and CUDA graphs: vLLM profiles a peak; a fixed 5% of the budget stands in.
+        weights += _weight_bytes(rd.latency, sv)
+        if rd.spec.kind in ("draft_model", "heads"):
+            per_token += rd.latency.model.kv_bytes_per_token(_kv_bytes(rd.latency, sv))
     free = budget * 0.95 - weights
     if free <= 0:
         raise InputError(
@@ -197,3 +210,18 @@ def auto_kv_cache_tokens(
             field="serving.kv_cache_tokens",
         )
     return int(free // per_token)
+
+
+def _weight_bytes(profile: LatencyProfile, serving: Serving) -> float:
+    """Weights a profile's model holds: the scenario's bytes per weight if it sets them, else
+    the profile's own figure, else 2 bytes per parameter."""
+    if "weight_dtype_bytes" in serving.model_fields_set or profile.model.weight_bytes is None:
+        return profile.model.params * serving.weight_dtype_bytes
+    return profile.model.weight_bytes
+
+
+def _kv_bytes(profile: LatencyProfile, serving: Serving) -> float:
+    """Bytes per KV element: the scenario's if it sets them, else the profile's KV dtype."""
+    if "kv_dtype_bytes" in serving.model_fields_set or profile.device.kv_dtype is None:
+        return serving.kv_dtype_bytes
+    return KV_DTYPE_BYTES.get(profile.device.kv_dtype, 2.0)

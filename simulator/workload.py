@@ -59,23 +59,16 @@ class RequestSet:
 # Parsed traces keyed by (resolved path, mtime_ns, size, options): a tuner evaluating many
 # configs on one trace parses it once per process.
 _TRACE_CACHE: dict[tuple[str, int, int, TraceOptions], TraceArrays] = {}
-# How each trace file is to be read, as the scenario that names it declares
-# (:func:`trace_options`); callers that pass only a path get the declared options.
-_DECLARED: dict[str, TraceOptions] = {}
 
 
-def trace_options(workload: Workload, trace_path: Path | None = None) -> TraceOptions:
-    """The reading options a workload declares; remembered for ``trace_path`` so that
-    :func:`read_trace` called with the path alone reads it the same way."""
+def trace_options(workload: Workload) -> TraceOptions:
+    """The reading options a workload declares (format, timestamp unit, tokenizer)."""
     tok = workload.tokenizer
-    opts = TraceOptions(
+    return TraceOptions(
         format=workload.trace_format,
         timestamp_unit=workload.timestamp_unit,
         tokenizer=str(tok) if isinstance(tok, Path) else tok,
     )
-    if trace_path is not None:
-        _DECLARED[str(Path(trace_path).resolve())] = opts
-    return opts
 
 
 def read_trace(path: str | Path, options: TraceOptions | None = None) -> TraceArrays:
@@ -85,8 +78,8 @@ def read_trace(path: str | Path, options: TraceOptions | None = None) -> TraceAr
 
     Args:
         path: the file.
-        options: format, timestamp unit, tokenizer; default: what the scenario that named
-            this file declared (:func:`trace_options`), else auto-detection.
+        options: format, timestamp unit, tokenizer (:func:`trace_options` of the workload
+            that names the file); default: auto-detection.
 
     Returns:
         The parsed arrays, times relative to the first row (``None``: no timestamps).
@@ -98,7 +91,7 @@ def read_trace(path: str | Path, options: TraceOptions | None = None) -> TraceAr
     p = check_input_file(path)
     st = p.stat()
     resolved = str(p.resolve())
-    opts = options or _DECLARED.get(resolved) or TraceOptions()
+    opts = options or TraceOptions()
     key = (resolved, st.st_mtime_ns, st.st_size, opts)
     hit = _TRACE_CACHE.get(key)
     if hit is None:
@@ -169,7 +162,7 @@ def build_requests(
     warnings: list[str] = []
     trace_times = None
     if trace_path is not None:
-        tr = read_trace(trace_path, trace_options(workload, trace_path))
+        tr = read_trace(trace_path, trace_options(workload))
         warnings += tr.warnings
         n = tr.prompt_tokens.shape[0]
         if workload.num_requests is not None:

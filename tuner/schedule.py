@@ -54,10 +54,8 @@ def batch_bands(max_batch: int) -> list[tuple[int, int]]:
 def mean_context_tokens(rs: ResolvedScenario, sample: int = 2000) -> float:
     """Mean context per sequence during decode: mean prompt + half the mean output."""
     wl = rs.scenario.workload
-    if rs.trace_path is not None:
-        from spectune.simulator.workload import read_trace
-
-        tr = read_trace(rs.trace_path)
+    tr = rs.trace()
+    if tr is not None:
         n = min(len(tr.prompt_tokens), wl.num_requests or len(tr.prompt_tokens), sample)
         p = float(np.mean(np.maximum(tr.prompt_tokens[:n], 1)))
         o = float(np.mean(np.maximum(tr.output_tokens[:n], 1)))

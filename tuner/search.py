@@ -117,10 +117,9 @@ class NoFeasibleConfig(SpectuneError):
 def total_requests(rs: ResolvedScenario) -> int:
     """Requests the scenario simulates (trace rows capped by ``num_requests``)."""
     wl = rs.scenario.workload
-    if rs.trace_path is not None:
-        from spectune.simulator.workload import read_trace
-
-        n = len(read_trace(rs.trace_path).prompt_tokens)
+    tr = rs.trace()
+    if tr is not None:
+        n = len(tr.prompt_tokens)
         return min(n, wl.num_requests) if wl.num_requests else n
     return int(wl.num_requests or 0)
 
@@ -267,7 +266,7 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
             study, trial_obj, [config_params(c, dims) for c in configs], progress=s.progress
         )
     else:
-        if not study.get_trials(deepcopy=False) and not s.pareto:
+        if not s.pareto and st.claim_setup(study):  # one worker enqueues the warm start
             k = max(3, min(8, n_trials // 4))
             warm = [Config(), *warm_start(rs, dims, configs, plain, search, k, seed)]
             st.enqueue_missing(study, [config_params(c, dims) for c in warm])
