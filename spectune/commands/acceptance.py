@@ -64,6 +64,7 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--out", required=True, metavar="FILE", help="acceptance profile to write")
     imp.add_argument(
         "--k",
+        type=int,
         help="the run's draft length (num_speculative_tokens): checked against the file, "
         "or the k of files that do not say",
     )
@@ -106,18 +107,6 @@ def _fetch(url: str) -> str:
         raise InputError(f"cannot fetch ({reason})", source=url) from None
 
 
-def _positive_int(text: str | None, flag: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        k = int(text)
-    except ValueError:
-        raise InputError(f"{text!r} is not an integer", field=flag) from None
-    if not 1 <= k <= MAX_SPEC_TOKENS:
-        raise InputError(f"must be in 1..{MAX_SPEC_TOKENS}, got {k}", field=flag)
-    return k
-
-
 def run_import(args: argparse.Namespace) -> int:
     from spectune.simulator.schema import (
         AcceptanceCounts,
@@ -127,7 +116,9 @@ def run_import(args: argparse.Namespace) -> int:
         dump_yaml,
     )
 
-    k = _positive_int(args.k, "--k")
+    k = args.k
+    if k is not None and not 1 <= k <= MAX_SPEC_TOKENS:
+        raise InputError(f"must be in 1..{MAX_SPEC_TOKENS}, got {k}", field="--k")
     try:
         temperature = float(args.temperature)
     except ValueError:
