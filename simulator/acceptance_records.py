@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from .analytic import conventions as cv
 from .errors import InputError
 from .loading import validation_error_line
+from .profile_schema import AcceptanceCounts, AcceptanceProfile, AcceptanceSpec, Provenance
 from .trajectory_schema import Trajectory
 
 
@@ -119,7 +120,7 @@ def read_vllm_requests(text: str, source: str, k: int | None) -> Imported:
             hist_total = h if hist_total is None else hist_total + h
     if kk is None:
         raise InputError("holds no requests", source=source)
-    return _from_records(trajectories, kk, hist_total, source)
+    return from_trajectories(trajectories, kk, hist_total, source)
 
 
 def read_jsonl(text: str, source: str, k: int | None, bonus_included: bool) -> Imported:
@@ -170,7 +171,7 @@ def read_jsonl(text: str, source: str, k: int | None, bonus_included: bool) -> I
         for vals, meta, where, name, line_k in rows
     ]  # fmt: skip
     top = max(t.k for t in trajectories)
-    out = _from_records(trajectories, top, None, source)
+    out = from_trajectories(trajectories, top, None, source)
     out.notes += notes
     return out
 
@@ -244,13 +245,14 @@ def _steps(
         names = {"accepted": acc_name, "drafted": dft_name}
         head, _, rest = loc.partition(".")
         loc = names.get(head, head) + (f".{rest}" if rest else "")
-        raise InputError(msg, source=source, field=f"{where}.{loc}") from None
+        raise InputError(msg, source=source or None, field=f"{where}.{loc}") from None
 
 
-def _from_records(
-    trajectories: list[Trajectory], k: int, hist: np.ndarray | None, source: str
+def from_trajectories(
+    trajectories: list[Trajectory], k: int, hist: np.ndarray | None = None, source: str = ""
 ) -> Imported:
-    """Pooled vectors and counters of steps records (and summary-level histograms)."""
+    """Pooled vectors and counters of steps records (and summary-level histograms of
+    requests without per-step arrays)."""
     acc_pos = np.zeros(k, dtype=np.int64)
     dft_pos = np.zeros(k, dtype=np.int64)
     drafts = draft_tokens = accepted = undrafted = 0
@@ -299,3 +301,74 @@ def _from_records(
             f"{out.match_probability:.3f})"
         )
     return out
+
+
+def vllm_trajectory(
+    spec_decode: dict[str, Any], output_tokens: int, prompt_tokens: int | None = None
+) -> Trajectory:
+    """One request's ``steps`` trajectory from vLLM's per-request spec-decode metrics
+    (``RequestOutput.outputs[0].spec_decode_metrics.to_dict()`` offline, or the response's
+    ``metrics.speculative_decoding``, with ``--per-request-spec-decode-metrics detailed``)
+    and the tokens the request generated — for engine adapters.
+
+    Raises:
+        InputError: no per-step arrays, or a record that breaks the trajectory contract.
+    """
+    k = spec_decode.get("num_spec_tokens")
+    if not isinstance(k, int) or k < 1 or not spec_decode.get("per_step_accepted"):
+        raise InputError(
+            "needs num_spec_tokens and per_step_accepted (--per-request-spec-decode-metrics "
+            "detailed)",
+            field="speculative_decoding",
+        )
+    return _steps(
+        spec_decode["per_step_accepted"],
+        spec_decode.get("per_step_drafted"),
+        k,
+        output_tokens,
+        prompt_tokens,
+        "",
+        "speculative_decoding",
+        "per_step_accepted",
+        "per_step_drafted",
+    )
+
+
+def to_profile(
+    got: Imported,
+    *,
+    target: str,
+    drafter: str,
+    drafter_kind: str,
+    dataset: str,
+    temperature: float,
+    how: str,
+) -> AcceptanceProfile:
+    """An acceptance profile of what was read: the pooled vectors, the per-request spread,
+    the match probability and the trajectories."""
+    per_request = got.per_request or None
+    spread = 0.0
+    if per_request and len(per_request) > 1:
+        spread = round(min(float(np.std(per_request, ddof=1)), 0.5), 4)
+    return AcceptanceProfile(
+        schema="spectune/acceptance/v1",
+        target=target,
+        drafter=drafter,
+        drafter_kind=drafter_kind,
+        dataset=dataset,
+        temperature=temperature,
+        acceptance=AcceptanceSpec(
+            per_position=[round(x, 6) for x in got.per_position],
+            spread=spread,
+            per_request=per_request,
+            match_probability=got.match_probability,
+            trajectories=got.trajectories or None,
+        ),
+        counts=AcceptanceCounts(
+            num_requests=len(got.trajectories),
+            num_steps=got.num_drafts,
+            num_draft_tokens=got.num_draft_tokens,
+            num_accepted_tokens=got.num_accepted_tokens,
+        ),
+        provenance=Provenance(kind="measured", how=how),
+    )

@@ -108,13 +108,8 @@ def _fetch(url: str) -> str:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from spectune.simulator.schema import (
-        AcceptanceCounts,
-        AcceptanceProfile,
-        AcceptanceSpec,
-        Provenance,
-        dump_yaml,
-    )
+    from spectune.simulator.acceptance_records import to_profile
+    from spectune.simulator.schema import dump_yaml
 
     k = args.k
     if k is not None and not 1 <= k <= MAX_SPEC_TOKENS:
@@ -134,35 +129,14 @@ def run_import(args: argparse.Namespace) -> int:
     fmt_name = args.format if args.format != "auto" else detect_format(text, source)
     got = read(text, fmt_name, source, k, args.bonus_included)
 
-    per_request = got.per_request or None
-    spread = 0.0
-    if per_request and len(per_request) > 1:
-        m = sum(per_request) / len(per_request)
-        var = sum((x - m) ** 2 for x in per_request) / (len(per_request) - 1)
-        spread = round(min(var**0.5, 0.5), 4)
-    profile = AcceptanceProfile(
-        schema="spectune/acceptance/v1",
+    profile = to_profile(
+        got,
         target=args.target or got.target or "target",
         drafter=args.drafter,
         drafter_kind=args.drafter_kind,
         dataset=args.dataset,
         temperature=temperature,
-        acceptance=AcceptanceSpec(
-            per_position=[round(x, 6) for x in got.per_position],
-            spread=spread,
-            per_request=per_request,
-            match_probability=got.match_probability,
-            trajectories=got.trajectories or None,
-        ),
-        counts=AcceptanceCounts(
-            num_requests=len(got.trajectories),
-            num_steps=got.num_drafts,
-            num_draft_tokens=got.num_draft_tokens,
-            num_accepted_tokens=got.num_accepted_tokens,
-        ),
-        provenance=Provenance(
-            kind="measured", how=f"spectune acceptance import: {fmt_name} from {source}"
-        ),
+        how=f"spectune acceptance import: {fmt_name} from {source}",
     )
     dump_yaml(profile, out)
 

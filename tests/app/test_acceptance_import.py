@@ -263,3 +263,25 @@ def test_bad_trajectory_in_a_profile_is_one_line(scenario_dir, capsys, trajector
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "acc.yaml" in err[0] and needle in err[0], err
+
+
+def test_vllm_own_metrics_object_round_trips(tmp_path, capsys):
+    """Contract test against vLLM's own code: its per-request accumulator's payload (what
+    the API puts under metrics.speculative_decoding) imports, and vllm_trajectory reads it."""
+    stats = pytest.importorskip("vllm.v1.metrics.stats")
+    from spectune.simulator.acceptance_records import vllm_trajectory
+
+    m = stats.RequestSpecDecodeMetrics.new(3)
+    for a, d in [(2, 3), (0, 3), (3, 3), (1, 2)]:
+        m.observe(num_draft_tokens=d, num_accepted=a, detailed=True)
+    payload = m.to_dict()
+    t = vllm_trajectory(payload, output_tokens=14, prompt_tokens=5)
+    assert t.accepted == [2, 0, 3, 1] and t.drafted == [3, 3, 3, 2] and t.k == 3
+    assert t.undrafted_steps == 14 - 1 - (3 + 1 + 4 + 2)
+    line = {"usage": {"prompt_tokens": 5, "completion_tokens": 14}}
+    line["metrics"] = {"speculative_decoding": payload}
+    s, _ = run(tmp_path, capsys, "v.jsonl", json.dumps(line) + "\n")
+    assert s["format"] == "vllm-requests"
+    # the same counters as vLLM's own: mean acceptance length = 1 + accepted / drafting steps
+    assert s["num_drafts"] == payload["num_spec_steps"] == 4
+    assert 1 + 6 / s["num_drafts"] == pytest.approx(payload["mean_acceptance_length"])
