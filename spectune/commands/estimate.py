@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,10 @@ from spectune.output import print_json, table
 from spectune.simulator import analytic as an
 from spectune.simulator.analytic import conventions as cv
 from spectune.simulator.errors import InputError
+
+from .estimate_forms import chain_acceptance, fit_report, print_fit, scored_tree
+from .estimate_forms import number as _number
+from .estimate_forms import probs as _probs
 
 MAX_TREE_BUDGET = 512  # the DP is O(depth · width · budget²); beyond this it gets slow
 MAX_K = 256
@@ -145,16 +148,6 @@ def register(subparsers: Any) -> None:
 # ------------------------------------------------------------------ parsing
 
 
-def _number(text: str, flag: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise InputError(f"{text.strip()!r} is not a number", field=flag) from None
-    if not math.isfinite(x):
-        raise InputError(f"must be finite, got {text.strip()}", field=flag)
-    return x
-
-
 def _int(text: str | None, flag: str, minimum: int, maximum: int) -> int | None:
     if text is None:
         return None
@@ -165,16 +158,6 @@ def _int(text: str | None, flag: str, minimum: int, maximum: int) -> int | None:
     if not minimum <= n <= maximum:
         raise InputError(f"must be in {minimum}..{maximum}, got {n}", field=flag)
     return n
-
-
-def _probs(text: str, flag: str) -> list[float]:
-    vals = [_number(t, flag) for t in text.split(",")] if text.strip() else []
-    if not vals:
-        raise InputError("needs at least one value", field=flag)
-    for v in vals:
-        if not 0.0 <= v <= 1.0:
-            raise InputError(f"must be in [0, 1], got {v:g}", field=flag)
-    return vals
 
 
 def _ranked(text: str, convention: str = "conditional") -> np.ndarray:
@@ -245,91 +228,6 @@ def _tree_report(ranked: np.ndarray, budget: int, depth: int | None, c: float, v
     return best
 
 
-CHAIN_FORMS = ("acceptance", "unconditional", "acceptance_length", "acceptance_rate")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _converted(call: Any, flag: str) -> Any:
-    """A conventions call whose input errors name the flag the value came from."""
-    try:
-        return call()
-    except InputError as e:
-        raise InputError(e.message, field=flag) from None
-
-
-def _chain_acceptance(args: argparse.Namespace, k: int | None, ranked: Any) -> tuple[list, str]:
-    """The chain's conditional a_i from whichever form was given, and a line saying which."""
-    forms = [f for f in CHAIN_FORMS if getattr(args, f) is not None]
-    if len(forms) > 1:
-        raise InputError(
-            f"give one chain acceptance form, got {', '.join(map(_flag, forms))}",
-            field=_flag(forms[1]),
-        )
-    if not forms:
-        if ranked is None:
-            raise InputError(
-                "give --acceptance (a chain) or --ranked (a tree)", field="--acceptance"
-            )
-        return ranked[:, 0].tolist(), "conditional a_i = each depth's top candidate p_1 (--ranked)"
-    form = forms[0]
-    flag = _flag(form)
-    if form == "acceptance":
-        how = "conditional per-position a_i = P(draft i accepted | drafts before it accepted)"
-        return _probs(args.acceptance, flag), f"{how} (--acceptance, spectune's per_position)"
-    if form == "unconditional":
-        u = _probs(args.unconditional, flag)
-        a = _converted(lambda: cv.conditional_from_unconditional(u, flag), flag)
-        how = "unconditional u_i = P(drafts 1..i accepted) (vLLM's), converted: a_i = u_i/u_(i-1)"
-        return a, how
-    if not k:
-        raise InputError(f"{flag} needs --k K, the draft length it was measured at", field="--k")
-    x = _number(getattr(args, form), flag)
-    if form == "acceptance_rate":
-        al = _converted(lambda: cv.length_from_rate(x, k), flag)
-        how = f"vLLM acceptance rate {x:g} at k = {k} -> mean acceptance length {al:.4f}"
-    else:
-        al, how = x, f"mean acceptance length {x:g} at k = {k} (bonus included)"
-    a = _converted(lambda: cv.fit_iid_from_length(al, k), flag)
-    return [a], f"{how} -> iid a = {a:.4f} (the one rate that gives it)"
-
-
-def _fit_report(al: float, k: int) -> dict:
-    a = _converted(lambda: cv.fit_iid_from_length(al, k), "--fit-from-length")
-    u = cv.unconditional_from_conditional([a] * k)
-    return {
-        "fit_from_length": al,
-        "k": k,
-        "per_position": a,
-        "unconditional": u,
-        "acceptance_length": cv.acceptance_length([a], k),
-        "vllm_acceptance_rate": cv.vllm_acceptance_rate(al, k),
-    }
-
-
-def _scored_tree(text: str, ranked: Any, c: float, v: float) -> dict:
-    from spectune.commands.generate import parse_tree_arg
-    from spectune.simulator.tree import Tree
-
-    try:
-        tree = Tree.from_paths(parse_tree_arg(text))
-    except InputError as e:
-        raise InputError(e.message, source=e.source, field="--tree") from None
-    e = an.expected_tokens_tree(tree, ranked)
-    cost = an.tree_step_cost(tree, c, lambda n: 1.0 + v * n)
-    return {
-        "paths": tree.paths(),
-        "num_nodes": tree.num_nodes,
-        "depth": tree.max_depth,
-        "expected_tokens_per_step": e,
-        "mean_accepted_len": e,
-        "speedup": e / cost,
-        "step_cost": cost,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     c = _nonneg(args.cost_ratio, "--cost-ratio")
     v = _nonneg(args.verify_per_token, "--verify-per-token")
@@ -339,11 +237,11 @@ def run(args: argparse.Namespace) -> int:
     if args.fit_from_length is not None:
         if not k:
             raise InputError("--fit-from-length needs --k K (>= 1)", field="--k")
-        fit = _fit_report(_number(args.fit_from_length, "--fit-from-length"), k)
+        fit = fit_report(_number(args.fit_from_length, "--fit-from-length"), k)
         if args.json:
             print_json(fit)
         else:
-            _print_fit(fit)
+            print_fit(fit)
         return 0
     ranked = _ranked(args.ranked, args.ranked_convention) if args.ranked is not None else None
     budget = _int(args.tree_budget, "--tree-budget", 1, MAX_TREE_BUDGET)
@@ -353,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     if ranked is not None and budget is None and args.tree is None:
         raise InputError("--ranked needs --tree-budget N or --tree PATHS", field="--tree-budget")
 
-    acc, how = _chain_acceptance(args, k, ranked)
+    acc, how = chain_acceptance(args, k, ranked)
     report = _chain_report(acc, k, k_max, c, v)
     report["convention"] = how
     if ranked is not None:
@@ -365,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         if budget is not None:
             report["tree"] = _tree_report(ranked, budget, depth, c, v)
         if args.tree is not None:
-            report["tree_scored"] = _scored_tree(args.tree, ranked, c, v)
+            report["tree_scored"] = scored_tree(args.tree, ranked, c, v)
 
     if args.json:
         print_json(report)
@@ -375,16 +273,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ text output
-
-
-def _print_fit(f: dict) -> None:
-    print(
-        f"mean acceptance length {f['fit_from_length']:g} at k = {f['k']} (bonus included) <- "
-        f"iid per-position a = {f['per_position']:.4f}"
-    )
-    print(f"vLLM acceptance rate (AL - 1) / k = {f['vllm_acceptance_rate']:.4f}")
-    rows = [(i + 1, f["per_position"], u) for i, u in enumerate(f["unconditional"])]
-    print(table(rows, ["position", "a_i (conditional)", "u_i (unconditional, vLLM)"]))
 
 
 def _print_text(r: dict, k_given: int | None) -> None:
