@@ -286,7 +286,11 @@ class Scheduler:
         step drafts ``nodes``."""
         if self.dcum is None:
             return None
-        p = self.ptr[self.dec_ids][:, None] + np.arange(n)
+        p = self.ptr[self.dec_ids]
+        if n == 1:
+            one = self.dcum[p + 1] - self.dcum[p]  # [B]
+            return np.array([one.sum()]), np.array([one.max()])
+        p = p[:, None] + np.arange(n)
         per = self.dcum[p + 1] - self.dcum[p]  # [B, n]
         return per.sum(axis=0), per.max(axis=0)
 

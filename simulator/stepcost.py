@@ -171,17 +171,24 @@ class StepCost:
         """Decode iterations whose sequences draft different numbers of tokens."""
         total, widest = (np.asarray(x, dtype=float) for x in drafts)
         width = 1.0 + (widest if self.padded_query else total / batch)  # [n] query tokens
+        if width.shape[0] == 1:  # one iteration (most calls): no array bookkeeping
+            w, c = float(width[0]), float(ctx[0])
+            q = int(w)
+            f = self.target.forward_ms(batch, q, c)
+            if w > q:
+                f += (w - q) * (self.target.forward_ms(batch, q + 1, c) - f)
+            return np.array([self._overhead(batch) + f + self.ngram_ms_per_token * widest[0]])
         lo = np.floor(width).astype(np.int64)
         frac = width - lo
         verify = np.zeros_like(ctx, dtype=float)
         for q in np.unique(lo).tolist():
-            sel = lo == q
-            f_lo = forward_many(self.target, batch, q, ctx[sel])
-            part = frac[sel]
-            if np.any(part > 0):
-                f_hi = forward_many(self.target, batch, q + 1, ctx[sel])
-                f_lo = f_lo + part * (f_hi - f_lo)
-            verify[sel] = f_lo
+            sel = np.flatnonzero(lo == q)
+            f = forward_many(self.target, batch, q, ctx[sel])
+            up = frac[sel] > 0  # only fractional widths need the next whole width
+            if up.any():
+                f_hi = forward_many(self.target, batch, q + 1, ctx[sel[up]])
+                f[up] += frac[sel[up]] * (f_hi - f[up])
+            verify[sel] = f
         return self._overhead(batch) + verify + self.ngram_ms_per_token * widest
 
     def _overhead(self, sequences: int) -> float:
