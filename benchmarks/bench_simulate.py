@@ -10,8 +10,9 @@ what the run costs when the machine's cores are shared.
 
     .venv/bin/python benchmarks/bench_simulate.py [--repeats 5] [--conv]
 
-``--conv`` adds the 19,366-request conversation trace. The machine is shared and noisy
-(±20-30%): compare medians, not single runs.
+``--conv`` adds the 19,366-request conversation trace. A fourth case replays per-request
+acceptance trajectories with an n-gram drafter (steps without a match draft nothing). The
+machine is shared and noisy (±20-30%): compare medians, not single runs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,19 @@ CASES = {
     "code draft-model k=6": (
         "examples/azure-code-h100.yaml",
         ["spec.drafter=llama-3.2-1b", "spec.num_spec_tokens=6"],
+    ),
+}
+# Per-request trajectory replay and n-gram steps without a match (drafts vary per step):
+# the shipped n-gram profile's 32 recorded requests, replayed over the trace.
+TRAJECTORY_CASES = {
+    "code ngram k=4 traj.": (
+        "examples/azure-code-h100.yaml",
+        [
+            "spec.drafter=ngram",
+            "spec.num_spec_tokens=4",
+            "drafters.2.acceptance="
+            "{profile: ../acceptance/stdlib-byte-target__ngram__stdlib__t0.yaml}",
+        ],
     ),
 }
 CONV_CASES = {
@@ -58,8 +72,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--conv", action="store_true", help="also the conversation trace")
+    ap.add_argument(
+        "--no-trajectories", action="store_true", help="leave out the trajectory-replay case"
+    )
     args = ap.parse_args()
     cases = {**CASES, **(CONV_CASES if args.conv else {})}
+    if not args.no_trajectories:
+        cases.update(TRAJECTORY_CASES)
 
     from spectune.simulator import load_scenario, simulate
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .acceptance import AcceptanceModel, draw_request_steps
+from .acceptance import AcceptanceModel, draw_steps
 from .analytic import optimal_tree
 from .engine import Engine, EngineResult
 from .errors import InputError
@@ -182,9 +182,9 @@ def _simulate(
     if rd is not None:
         kind = rd.spec.kind
         if sc.spec.tree is None:
-            acc_model = AcceptanceModel.for_chain(rd.acceptance, tree.num_nodes)
+            acc_model = AcceptanceModel.for_chain(rd.acceptance, tree.num_nodes, kind)
         else:
-            acc_model = AcceptanceModel.for_tree(rd.acceptance, tree)
+            acc_model = AcceptanceModel.for_tree(rd.acceptance, tree, kind)
         warnings += acc_model.warnings
         if kind in ("draft_model", "heads"):
             assert rd.latency is not None
@@ -205,20 +205,27 @@ def _simulate(
         overhead_ms=overhead_ms,
         overhead_per_seq_ms=overhead_per_seq_ms,
         fused_prefill=sc.serving.prefill == "fused",
+        padded_query=sc.serving.attention_context == "max",
     )
-    cum, off, _ = draw_request_steps(
-        acc_model, requests.output_tokens, rngs["acceptance_levels"], rngs["acceptance_steps"]
+    draws = draw_steps(
+        acc_model,
+        requests.output_tokens,
+        rngs["acceptance_levels"],
+        rngs["acceptance_steps"],
+        identical=sc.workload.identical,
     )
     sched = Scheduler(
         requests.prompt_tokens,
         requests.output_tokens,
-        cum,
-        off,
+        draws.cum,
+        draws.off,
         nodes=tree.num_nodes,
         max_num_seqs=sc.serving.max_num_seqs,
         max_batched_tokens=sc.serving.max_batched_tokens,
         kv_cache_tokens=kv_tokens,
         policy=sc.serving.preemption,
+        drafted_cum=draws.drafted_cum,
+        drafting_cum=draws.drafting_cum,
     )
     extrap0 = {name: getattr(m, "extrapolated", 0) for name, m in models}
     bar = _progress_bar(requests.num_requests) if progress else None

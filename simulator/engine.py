@@ -67,6 +67,10 @@ class EngineResult:
     kv_cache_tokens: int = 0
     num_preemptions: int = 0
     budget_exceeded_iterations: int = 0  # decode tokens alone exceeded max_batched_tokens
+    # Drafters that may draft fewer than `nodes` (n-gram misses): drafted tokens and the
+    # sequence-steps that drafted anything (None: every decode step drafted `nodes`).
+    drafted_tokens: int | None = None
+    drafting_steps: int | None = None
     log: list[tuple[str, float, int]] | None = None
 
 
@@ -183,6 +187,9 @@ class Engine:
         self._res.kv_peak_tokens = self.s.kv_peak
         self._res.num_preemptions = self.s.num_preemptions
         self._res.generated = self.s.gen
+        if self.s.dcum is not None:
+            self._res.drafted_tokens = self.s.drafted_tokens
+            self._res.drafting_steps = self.s.drafting_steps
         return self._res
 
     def _loop(self) -> Iterator[simpy.Event]:
@@ -203,7 +210,8 @@ class Engine:
                 continue
             if chunks:
                 ctx = self._priced_ctx(1)[0] if batch else 0.0
-                ms = self.cost.mixed_ms(batch, ctx, [(c, pre) for _, c, pre in chunks])
+                drafts = s.drafts_ahead(1) if batch else None
+                ms = self.cost.mixed_ms(batch, ctx, [(c, pre) for _, c, pre in chunks], drafts)
                 n, delay = 1, ms / 1000.0
                 res.batch_hist[batch + len(chunks)] += 1
                 if log is not None:
@@ -282,7 +290,7 @@ class Engine:
                 n = int(over[0])  # >= 1: plan() made the first iteration fit
                 ctx = ctx[:n]
         priced = s.context_max_ahead(n).astype(float) if self.padded else ctx / batch
-        elapsed = np.cumsum(cost.decode_ms(batch, priced) / 1000.0)
+        elapsed = np.cumsum(cost.decode_ms(batch, priced, s.drafts_ahead(n)) / 1000.0)
         ends = now + elapsed  # the same additions simpy makes, so ends[-1] == env.now
         if t_next < math.inf:
             k = int(np.searchsorted(ends, t_next))  # first boundary >= the arrival

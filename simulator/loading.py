@@ -313,13 +313,26 @@ def validate_model(cls: type[BaseModel], data: dict[str, Any], source: str | Pat
         raise InputError(msg, source=source, field=field) from None
 
 
+class _Dumper(yaml.SafeDumper):
+    """Lists of scalars in flow style (``[3, 0, 8]``): an acceptance trajectory holds
+    thousands of small integers, one per line in block style."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(not isinstance(x, dict | list) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
 def dump_yaml(model: BaseModel, path: str | Path) -> None:
     """Write a model as YAML (by alias, so ``schema`` comes first), creating parent dirs."""
     data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=100))
+    tmp.write_text(yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100))
     tmp.replace(p)
 
 

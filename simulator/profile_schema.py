@@ -4,12 +4,13 @@ often one drafter's tokens are accepted by one target). Re-exported by :mod:`.sc
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .schema_base import (
     CONFIG,
+    MAX_LIST,
     DrafterKind,
     Frozen,
     NonNegFloat,
@@ -18,6 +19,7 @@ from .schema_base import (
     PosInt,
     Prob,
 )
+from .trajectory_schema import MAX_TRAJECTORIES, Trajectory
 
 # --------------------------------------------------------------------------- latency
 
@@ -162,12 +164,27 @@ class AcceptanceSpec(Frozen):
     ranked: list[Prob] | None = None
     spread: NonNegFloat = 0.0
     per_request: list[Prob] | None = None
+    # Drafters that may propose nothing at a step (n-gram lookup without a match) or fewer
+    # than k tokens (suffix decoding): P(a step proposes any draft), and P(a proposing step
+    # proposes d tokens), d = 1, 2, ...; per_position is then conditional on the position
+    # being drafted. Absent: every step drafts k (docs/acceptance.md).
+    match_probability: Prob | None = None
+    draft_lengths: Annotated[list[Prob], Field(max_length=MAX_LIST)] | None = None
+    # Recorded requests, replayed one per simulated request (trajectory_schema.py).
+    trajectories: Annotated[list[Trajectory], Field(max_length=MAX_TRAJECTORIES)] | None = None
 
     @field_validator("spread")
     @classmethod
     def _spread_range(cls, v: float) -> float:
         if v > 0.5:
             raise ValueError(f"spread is a std of a probability and must be <= 0.5, got {v}")
+        return v
+
+    @field_validator("draft_lengths")
+    @classmethod
+    def _lengths_sum(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and abs(sum(v) - 1.0) > 1e-3:
+            raise ValueError(f"P(d drafts), d = 1.., must sum to 1, got {sum(v):.4f}")
         return v
 
 

@@ -46,6 +46,9 @@ class Scheduler:
         output: [N] output tokens.
         cum, off: pre-drawn cumulative tokens per decode step (see
             :func:`~spectune.simulator.acceptance.draw_request_steps`).
+        drafted_cum, drafting_cum: cumulative drafted tokens and drafting steps in the
+            same blocks, for drafters that may draft fewer than ``nodes`` (None: every
+            step drafts ``nodes``).
         nodes: speculative tokens per sequence per step (0 = plain decoding).
         max_num_seqs, max_batched_tokens, kv_cache_tokens: serving limits.
         policy: ``recompute`` or ``queue``.
@@ -66,8 +69,14 @@ class Scheduler:
         max_batched_tokens: int,
         kv_cache_tokens: int,
         policy: str,
+        drafted_cum: np.ndarray | None = None,
+        drafting_cum: np.ndarray | None = None,
     ):
         n = prompt.shape[0]
+        self.dcum = drafted_cum
+        self.scum = drafting_cum
+        self.drafted_tokens = 0  # totals over decode steps (variable drafts only)
+        self.drafting_steps = 0
         self.prompt = prompt
         self.output = output
         self.cum = cum
@@ -271,6 +280,20 @@ class Scheduler:
             return np.array([base.max()], dtype=np.int64)
         return (base[:, None] + self._drawn_ahead(n)).max(axis=0)
 
+    def drafts_ahead(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """([n] drafted tokens summed over the decode batch, [n] its widest draft) in each
+        of the next ``n`` iterations (n <= :meth:`steps_to_finish`), or None when every
+        step drafts ``nodes``."""
+        if self.dcum is None:
+            return None
+        p = self.ptr[self.dec_ids]
+        if n == 1:
+            one = self.dcum[p + 1] - self.dcum[p]  # [B]
+            return np.array([one.sum()]), np.array([one.max()])
+        p = p[:, None] + np.arange(n)
+        per = self.dcum[p + 1] - self.dcum[p]  # [B, n]
+        return per.sum(axis=0), per.max(axis=0)
+
     def advance(self, n: int) -> tuple[np.ndarray, int, int]:
         """Advance every decoding request by ``n`` steps.
 
@@ -288,4 +311,7 @@ class Scheduler:
         self.ptr[ids] = p1
         emitted = int(g1.sum() - g0.sum())
         self.dec_ctx += emitted
+        if self.dcum is not None and self.scum is not None:
+            self.drafted_tokens += int((self.dcum[p1] - self.dcum[p]).sum())
+            self.drafting_steps += int((self.scum[p1] - self.scum[p]).sum())
         return ids[p1 >= self.fin[ids]], int(drawn.sum()), emitted

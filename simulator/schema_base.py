@@ -16,7 +16,9 @@ LATENCY_SCHEMA = "spectune/latency/v1"
 ACCEPTANCE_SCHEMA = "spectune/acceptance/v1"
 SCENARIO_SCHEMA = "spectune/scenario/v1"
 
-DrafterKind = Literal["draft_model", "heads", "ngram", "self"]
+DrafterKind = Literal["draft_model", "heads", "ngram", "self", "suffix"]
+# Drafters without a model (host-side lookups): they may propose fewer than k drafts.
+HOST_DRAFTER_KINDS = ("ngram", "suffix")
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]

@@ -17,9 +17,18 @@ Decode part, for ``B`` decoding sequences at mean context ``ctx`` (prompt + gene
   latency models are linear in context between profile knots, so this equals the sum of
   the k calls except across a knot, at one call instead of k.
   ``self``: the same passes priced as ``self_layers / target_layers`` of a target pass.
-  ``ngram``: ``draft_ms_per_token`` per drafted node (host-side lookup, batch-independent).
+  ``ngram`` / ``suffix``: ``draft_ms_per_token`` per drafted node (host-side lookup,
+  batch-independent).
 - verify: one target pass of B × (nodes + 1) query tokens at context ctx (plain decoding:
   B × 1 tokens, no draft phase).
+
+Drafters that propose fewer than k drafts at some steps (an n-gram miss proposes none;
+docs/acceptance.md): given each iteration's drafted tokens summed over the batch (D) and
+its widest draft (M), the verify pass is priced at query width 1 + D/B, interpolated
+linearly between the whole widths around it (exact when all sequences draft alike), or
+at 1 + M for a padded batch (``padded_query``: the live engine pads every sequence to the
+widest draft); the host-side draft cost is ``draft_ms_per_token`` × M. A step where nobody
+drafts costs a plain decode step.
 
 Prefill chunks scheduled in the same iteration join the fused forward. Composition rule:
 the first component (the decode batch if any, else the first chunk) pays its full cost;
@@ -41,6 +50,7 @@ import numpy as np
 
 from .latency import ForwardLatency
 from .schema import DrafterSpec, Serving
+from .schema_base import HOST_DRAFTER_KINDS as HOST_DRAFTERS
 from .tree import Tree
 
 
@@ -76,6 +86,8 @@ class StepCost:
         fused_prefill: True = prefill chunks join the fused forward (marginal cost, as in
             the module docstring); False = every chunk is its own forward at full cost
             (the live engine's separate prefills).
+        padded_query: with per-iteration draft counts, price the verify at the widest
+            draft (a padded batch) instead of the mean.
     """
 
     def __init__(
@@ -91,6 +103,7 @@ class StepCost:
         overhead_ms: float = 0.0,
         overhead_per_seq_ms: float = 0.0,
         fused_prefill: bool = True,
+        padded_query: bool = False,
     ):
         self.target = target
         self.kind = kind if nodes > 0 else None
@@ -102,6 +115,8 @@ class StepCost:
         self.overhead_ms = float(overhead_ms)
         self.overhead_per_seq_ms = float(overhead_per_seq_ms)
         self.fused_prefill = bool(fused_prefill)
+        self.padded_query = bool(padded_query)
+        self.ngram_ms_per_token = float(ngram_ms_per_token)
         self.is_chain = all(q == 1 for q in self.level_queries)
         assert self.kind not in ("draft_model", "heads") or draft is not None
 
@@ -112,7 +127,7 @@ class StepCost:
         kind = self.kind
         if kind is None:
             return 0.0
-        if kind == "ngram":
+        if kind in HOST_DRAFTERS:
             return self.ngram_ms
         model = self.target if kind == "self" else self.draft
         assert model is not None
@@ -127,31 +142,75 @@ class StepCost:
             offset += q
         return scale * total
 
-    def decode_ms(self, batch: int, ctx: np.ndarray) -> np.ndarray:
+    def decode_ms(
+        self,
+        batch: int,
+        ctx: np.ndarray,
+        drafts: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Cost of decode-only iterations of ``batch`` sequences at mean contexts ``ctx``.
 
         Args:
             batch: decoding sequences (>= 1).
             ctx: [n] mean context (tokens) per sequence, one per iteration.
+            drafts: ([n] drafted tokens summed over the batch, [n] the widest draft) per
+                iteration, for drafters that may draft fewer than ``nodes``; None = every
+                sequence drafts ``nodes``.
 
         Returns:
             [n] milliseconds.
         """
+        if drafts is not None and self.kind in HOST_DRAFTERS:
+            return self._variable_ms(batch, ctx, drafts)
         verify = forward_many(self.target, batch, self.nodes + 1, ctx)
         return self._overhead(batch) + verify + self._draft_ms(batch, ctx)
+
+    def _variable_ms(
+        self, batch: int, ctx: np.ndarray, drafts: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
+        """Decode iterations whose sequences draft different numbers of tokens."""
+        total, widest = (np.asarray(x, dtype=float) for x in drafts)
+        width = 1.0 + (widest if self.padded_query else total / batch)  # [n] query tokens
+        if width.shape[0] == 1:  # one iteration (most calls): no array bookkeeping
+            w, c = float(width[0]), float(ctx[0])
+            q = int(w)
+            f = self.target.forward_ms(batch, q, c)
+            if w > q:
+                f += (w - q) * (self.target.forward_ms(batch, q + 1, c) - f)
+            return np.array([self._overhead(batch) + f + self.ngram_ms_per_token * widest[0]])
+        lo = np.floor(width).astype(np.int64)
+        frac = width - lo
+        verify = np.zeros_like(ctx, dtype=float)
+        for q in np.unique(lo).tolist():
+            sel = np.flatnonzero(lo == q)
+            f = forward_many(self.target, batch, q, ctx[sel])
+            up = frac[sel] > 0  # only fractional widths need the next whole width
+            if up.any():
+                f_hi = forward_many(self.target, batch, q + 1, ctx[sel[up]])
+                f[up] += frac[sel[up]] * (f_hi - f[up])
+            verify[sel] = f
+        return self._overhead(batch) + verify + self.ngram_ms_per_token * widest
 
     def _overhead(self, sequences: int) -> float:
         return self.overhead_ms + self.overhead_per_seq_ms * sequences
 
     # ------------------------------------------------------------------ mixed
 
-    def mixed_ms(self, batch: int, ctx: float, chunks: list[tuple[int, int]]) -> float:
+    def mixed_ms(
+        self,
+        batch: int,
+        ctx: float,
+        chunks: list[tuple[int, int]],
+        drafts: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> float:
         """Cost of an iteration with ``batch`` decoding sequences (may be 0) and prefill
-        ``chunks`` [(tokens, prefix tokens already cached)] (may be empty)."""
+        ``chunks`` [(tokens, prefix tokens already cached)] (may be empty); ``drafts`` as
+        in :meth:`decode_ms` (one iteration)."""
         total = self._overhead(batch + len(chunks))
         first = batch == 0 or not self.fused_prefill
         if batch > 0:
-            total += float(self.decode_ms(batch, np.array([float(ctx)]))[0]) - self._overhead(batch)
+            dec = self.decode_ms(batch, np.array([float(ctx)]), drafts)
+            total += float(dec[0]) - self._overhead(batch)
         prefill_draft = self.kind in ("draft_model", "heads")
         for c, pre in chunks:
             total += self._chunk_ms(self.target, c, pre, first)
@@ -174,7 +233,7 @@ def draft_passes(kind: str, tree: Tree) -> int:
     node with children — the root included — for a tree)."""
     if tree.num_nodes == 0:
         return 0
-    if kind == "ngram":
+    if kind in HOST_DRAFTERS:
         return 1 if tree.is_chain else len(set(tree.parents))
     return tree.max_depth
 

@@ -188,6 +188,8 @@ def build_requests(
         output = sample_lengths(workload.output_tokens, n, rng_lengths)
 
     prompt, output = _clamped(prompt, "prompt", warnings), _clamped(output, "output", warnings)
+    if workload.identical and n:
+        prompt, output = np.full(n, prompt[0]), np.full(n, output[0])
 
     arrival_s: np.ndarray | None
     if workload.mode == "offline":

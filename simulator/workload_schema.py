@@ -104,6 +104,10 @@ class Workload(Frozen):
     """Prompt lengths without a trace."""
     output_tokens: LengthDist | None = None
     """Output lengths without a trace."""
+    identical: bool = False
+    """Every request a copy of the first: same prompt and output length and the same
+    acceptance trajectory (the benchmark protocol of papers and engine benchmarks; with
+    mode offline, ``num_requests`` identical requests at t = 0)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:

@@ -29,6 +29,7 @@ COMMANDS = (
     "plan",
     "roofline",
     "profile",
+    "acceptance",
     "generate",
     "validate",
 )

@@ -4,9 +4,9 @@ Each sample re-simulates the two best finalists at *final* fidelity (the runs th
 chosen on, so the band and the table speak of the same simulations) with another seed
 (arrival, length and acceptance draws) and a resampled acceptance level: one logit shift
 per drafter, N(0, 0.15²) — about ±3 points at a = 0.7, standing for the error of a
-measured acceptance profile. Reported: the pick's objective range over the samples
-relative to its nominal value, and how often it stays ahead of the runner-up (equal
-values count as ties).
+measured acceptance profile (recorded trajectories: resampled with replacement instead).
+Reported: the pick's objective range over the samples relative to its nominal value, and
+how often it stays ahead of the runner-up (equal values count as ties).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 
 from spectune.simulator.acceptance import shift_probs
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
-from spectune.simulator.schema import AcceptanceSpec
 
 from .evaluate import Evaluation, Evaluator, Job
 
@@ -35,12 +34,15 @@ def resample_acceptance(rs: ResolvedScenario, rng: np.random.Generator) -> Resol
         def moved(v: list[float] | None, s: np.ndarray = shift) -> list[float] | None:
             return None if v is None else shift_probs(np.asarray(v, float), s)[0].tolist()
 
-        new = AcceptanceSpec(
-            per_position=moved(acc.per_position),
-            ranked=moved(acc.ranked),
-            spread=acc.spread,
-            per_request=moved(acc.per_request),
-        )
+        update: dict[str, Any] = {
+            "per_position": moved(acc.per_position),
+            "ranked": moved(acc.ranked),
+            "per_request": moved(acc.per_request),
+        }
+        if acc.trajectories:  # recorded requests: a bootstrap of the measured set
+            n = len(acc.trajectories)
+            update["trajectories"] = [acc.trajectories[i] for i in rng.integers(0, n, n)]
+        new = acc.model_copy(update=update)
         drafters[name] = ResolvedDrafter(spec=d.spec, acceptance=new, latency=d.latency)
     return dataclasses.replace(rs, drafters=drafters)
 

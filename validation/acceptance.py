@@ -32,12 +32,13 @@ import numpy as np
 from spectune.profiler.live import PromptSource, prompt_rng, request_set
 from spectune.profiler.measure.acceptance import (
     DrafterSpec,
-    RequestAcceptance,
     build_profile,
     measure_acceptance,
 )
+from spectune.profiler.measure.trajectories import match_rows, visited_per_position
 from spectune.simulator.scenario import ResolvedDrafter, ResolvedScenario
 from spectune.simulator.schema import dump_yaml, load_acceptance_profile
+from spectune.simulator.trajectory import replay_tree
 from spectune.simulator.tree import Tree
 
 from .live_models import NGRAM_MAX_N, LiveModels
@@ -135,7 +136,7 @@ def workload_acceptance(
             prof = prof.model_copy(update={"acceptance": acc})
             dump_yaml(prof, path)
             path.with_suffix(".per_k.json").write_text(json.dumps(per_k))
-            rows = _match_rows(reqs)
+            rows = [match_rows(r).astype(np.int16) for r in reqs]
             np.savez(
                 path.with_suffix(".match.npz"),
                 ranks=np.concatenate(rows) if rows else np.zeros(0, np.int16),
@@ -184,16 +185,6 @@ class Replay:
         return cls({int(k): v for k, v in per_k.items()}, match)
 
 
-def _match_rows(reqs: list[RequestAcceptance]) -> list[np.ndarray]:
-    """Per request, the rank of the trajectory's token among the drafter's candidates at
-    each start (-1 = not among them), from the greedy profile's ``rank_num`` (0/1)."""
-    rows = []
-    for r in reqs:
-        hit = r.rank_num >= 1.0
-        rows.append(np.where(hit.any(1), hit.argmax(1), -1).astype(np.int16))
-    return rows
-
-
 def for_tree(
     rs: ResolvedScenario, drafter: str, tree: Tree, replays: dict[str, Replay]
 ) -> ResolvedScenario:
@@ -205,78 +196,9 @@ def for_tree(
     if replay is None or not replay.match:
         return out
     rd = out.drafters[drafter]
-    acc = rd.acceptance.model_copy(update={"ranked": visited_ranked(replay.match, tree)})
+    acc = rd.acceptance.model_copy(update={"ranked": replay_tree(replay.match, tree).ranked()})
     drafters = {**out.drafters, drafter: ResolvedDrafter(rd.spec, acc, rd.latency)}
     return replace(out, drafters=drafters)
-
-
-def visited_ranked(match: list[np.ndarray], tree: Tree) -> list[float]:
-    """p_r over the candidates a greedy ``tree`` engine checks (module doc).
-
-    Args:
-        match: per request, the rank of the trajectory's token among the drafter's
-            candidates at each start (-1 = none), as :func:`_match_rows`.
-        tree: the static tree replayed.
-
-    Returns:
-        p_1..p_W, W = the tree's widest rank + 1: P(rank-r child accepted | the node's
-        lower-ranked children rejected), over every visited check of a rank-r child; a
-        rank never checked gets 0.
-    """
-    v = replay_tree(match, tree)
-    return [
-        round(float(x / y), 4) if y else 0.0
-        for x, y in zip(v.accepted_by_rank, v.checked_by_rank, strict=True)
-    ]
-
-
-@dataclass
-class TreeVisits:
-    """What greedy drafting with one static tree visits over a set of trajectories."""
-
-    steps: int
-    accepted_tokens: int  # drafts accepted (bonus tokens excluded)
-    checked_by_rank: np.ndarray  # [W] visited checks of a rank-r child
-    accepted_by_rank: np.ndarray  # [W] of which accepted
-
-
-def replay_tree(match: list[np.ndarray], tree: Tree, new_tokens: int | None = None) -> TreeVisits:
-    """Replay greedy static-tree drafting on each trajectory: from the start where the last
-    step stopped, walk the tree's children in rank order, descending into the child that
-    holds the trajectory's next token; never past the trajectory's last token.
-
-    ``new_tokens``: stop each request after this many tokens while still checking drafts
-    past it (as the engine does: a tree step is not capped, its tokens are cut when
-    appended) — the trajectories must then reach ``new_tokens`` + the tree's depth.
-    """
-    children: dict[int, list[tuple[int, int]]] = {}
-    for i, (par, rank) in enumerate(zip(tree.parents, tree.ranks, strict=True)):
-        children.setdefault(int(par), []).append((int(rank), i))
-    for kids in children.values():
-        kids.sort()
-    width = max(tree.ranks, default=0) + 1
-    v = TreeVisits(0, 0, np.zeros(width, dtype=np.int64), np.zeros(width, dtype=np.int64))
-    for m in match:
-        n = len(m)
-        end = n if new_tokens is None else min(n, new_tokens - 1)  # row 0: after token 1
-        s = 0
-        while s < end:
-            node, a = -1, 0
-            while a < n - s - 1 and node in children:
-                nxt = None
-                for rank, child in children[node]:
-                    v.checked_by_rank[rank] += 1
-                    if m[s + a] == rank:
-                        v.accepted_by_rank[rank] += 1
-                        nxt = child
-                        break
-                if nxt is None:
-                    break
-                node, a = nxt, a + 1
-            v.steps += 1
-            v.accepted_tokens += a
-            s += a + 1
-    return v
 
 
 def for_chain(
@@ -292,40 +214,3 @@ def for_chain(
     acc = rd.acceptance.model_copy(update={"per_position": vec})
     drafters = {**rs.drafters, drafter: ResolvedDrafter(rd.spec, acc, rd.latency)}
     return replace(rs, drafters=drafters)
-
-
-def visited_per_position(reqs: list, k: int) -> list[float]:
-    """``a_1..a_k`` over the steps greedy chain drafting with ``k`` visits (module doc).
-
-    Args:
-        reqs: the profiler's per-request arrays (``RequestAcceptance`` of
-            :mod:`spectune.profiler.measure.acceptance`,
-            T = 0: ``acc`` is 0/1).
-        k: chain length replayed.
-
-    Returns:
-        Conditional acceptance per position; positions never reached repeat the last value.
-    """
-    reached = np.zeros(k)
-    accepted = np.zeros(k)
-    for r in reqs:
-        n = len(r.acc)
-        s = 0
-        while s < n:
-            cap = min(k, n - s - 1)  # the engine never drafts past the last token
-            have = min(cap, int(r.drafted[s]))
-            a = 0
-            for i in range(cap):
-                reached[i] += 1
-                if i < have and r.acc[s, i] >= 1.0:
-                    accepted[i] += 1
-                    a += 1
-                else:
-                    break
-            s += a + 1
-    out: list[float] = []
-    for i in range(k):
-        out.append(
-            round(float(accepted[i] / reached[i]), 4) if reached[i] else out[-1] if out else 0.0
-        )
-    return out

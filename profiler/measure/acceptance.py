@@ -26,7 +26,14 @@ accepted given drafts 1..i-1 were) the profile holds:
 - ``per_request``: each request's mean single-draft acceptance (mean of acc[s, 1]), and
   ``spread``, their standard deviation;
 - ``counts``: the engine's counters for chain drafting with k = K replayed on the
-  trajectories (exact at T = 0; one seeded draw per draft at T > 0).
+  trajectories (exact at T = 0; one seeded draw per draft at T > 0);
+- ``trajectories``: one ``positions`` record per request (:mod:`.trajectories`): the run
+  accepted from every output position, the drafts offered there and, at T = 0, the
+  target token's rank among the drafter's candidates — what the simulator replays at any
+  k or tree, request by request;
+- n-gram drafters: ``match_probability`` = the fraction of positions where the lookup
+  finds a match (a miss proposes nothing), and ``per_position`` over the positions with
+  a match.
 
 Positions: a prompt of P tokens and N generated tokens give the sequence S[0..P+N-1]; the
 first generated token S[P] comes from the prefill, drafting starts at S[P+1].
@@ -51,6 +58,8 @@ from spectune.simulator.schema import (
     Provenance,
 )
 
+from .trajectories import positions_record, record_counts, replay_chain  # noqa: F401
+
 
 @dataclass(frozen=True)
 class DrafterSpec:
@@ -61,6 +70,7 @@ class DrafterSpec:
     model: DecoderLM | None = None
     self_layers: int | None = None
     ngram_max_n: int = 3
+    ngram_min_n: int = 1
 
 
 @dataclass
@@ -149,7 +159,9 @@ def request_acceptance(
         p_rows = _probs(_logits_along(target, seq)[starts - 1], temperature).cpu().numpy()
     valid = (starts[:, None] + np.arange(k)[None, :]) < n  # [S, K]
     if drafter.kind == "ngram":
-        acc, drafted, first, cands = _ngram_arrays(seq_arr, starts, k, width, drafter.ngram_max_n)
+        acc, drafted, first, cands = _ngram_arrays(
+            seq_arr, starts, k, width, drafter.ngram_min_n, drafter.ngram_max_n
+        )
         if temperature > 0:
             # Point-mass drafts: draft x is accepted w.p. p(x). Position-wise approximation:
             # depth i from start s uses the lookup's first draft at s + i - 1.
@@ -184,11 +196,11 @@ def _chain_from_beta(beta: np.ndarray, k: int) -> np.ndarray:
 
 
 def _ngram_arrays(
-    seq: np.ndarray, starts: np.ndarray, k: int, width: int, max_n: int
+    seq: np.ndarray, starts: np.ndarray, k: int, width: int, min_n: int, max_n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Prompt lookup from every start: greedy chain agreement [S, K], drafts offered [S],
     first draft token [S] (-1 = none) and ranked candidates [S, W] (-1 = none)."""
-    prop = NgramProposer(min_n=1, max_n=max_n)
+    prop = NgramProposer(min_n=min_n, max_n=max_n)
     acc = np.zeros((len(starts), k))
     drafted = np.zeros(len(starts), dtype=np.int64)
     first = np.full(len(starts), -1, dtype=np.int64)
@@ -209,10 +221,14 @@ def _ngram_arrays(
 # --------------------------------------------------------------------------- aggregation
 
 
-def per_position(reqs: Sequence[RequestAcceptance]) -> list[float]:
-    """a_1..a_K over all requests and starts (module docstring)."""
+def per_position(reqs: Sequence[RequestAcceptance], matched_only: bool = False) -> list[float]:
+    """a_1..a_K over all requests and starts (module docstring); ``matched_only``: over
+    the starts where the drafter proposed anything (an n-gram lookup with a match)."""
     acc = np.concatenate([r.acc for r in reqs])
     valid = np.concatenate([r.valid for r in reqs])
+    if matched_only:
+        keep = np.concatenate([r.drafted > 0 for r in reqs])
+        acc, valid = acc[keep], valid[keep]
     reach = np.cumprod(np.concatenate([np.ones((len(acc), 1)), acc[:, :-1]], 1), 1)
     num = (reach * acc * valid).sum(0)
     den = (reach * valid).sum(0)
@@ -230,40 +246,6 @@ def ranked(reqs: Sequence[RequestAcceptance]) -> list[float]:
     for a, b in zip(num, den, strict=True):
         out.append(float(min(1.0, a / b)) if b > 1e-12 else 0.0)
     return out
-
-
-def replay_chain(
-    req: RequestAcceptance, k: int, rng: np.random.Generator | None = None
-) -> tuple[int, int, int, list[int]]:
-    """Replay the engine's chain drafting with ``k`` drafts on one trajectory.
-
-    The engine caps drafts so that accepted + bonus never pass the last token, and each
-    step emits accepted + 1 tokens. At T = 0 ``acc`` is 0/1 and the replay is exact.
-
-    Returns:
-        (steps with drafts, draft tokens, accepted tokens, accepted per position [k]).
-    """
-    num_starts = len(req.acc)
-    s, steps, drafts, accepted = 0, 0, 0, 0
-    per_pos = [0] * k
-    while s < num_starts:
-        # The engine drafts at most (tokens still to emit) - 1 = num_starts - s - 1.
-        cap = min(k, num_starts - s - 1, int(req.drafted[s]))
-        n_acc = 0
-        for i in range(cap):
-            p = req.acc[s, i]
-            ok = p >= 1.0 if rng is None else rng.random() < p
-            if not ok:
-                break
-            n_acc += 1
-        if cap > 0:
-            steps += 1
-            drafts += cap
-            accepted += n_acc
-            for i in range(n_acc):
-                per_pos[i] += 1
-        s += n_acc + 1
-    return steps, drafts, accepted, per_pos
 
 
 def measure_acceptance(
@@ -337,14 +319,21 @@ def build_profile(
     how: str,
     seed: int = 0,
 ) -> AcceptanceProfile:
-    """Aggregate per-request arrays into the acceptance-profile schema."""
+    """Aggregate per-request arrays into the acceptance-profile schema, with one
+    ``positions`` trajectory per request (:mod:`.trajectories`) and, for an n-gram
+    drafter, the probability that a lookup finds a match (``per_position`` is then
+    conditional on a match)."""
     rng = None if temperature == 0 else np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    records = [positions_record(r, rng, ranks=temperature == 0) for r in reqs]
     steps = drafts = accepted = 0
-    for r in reqs:
-        st, dr, ac, _ = replay_chain(r, k, rng)
+    for rec in records:
+        st, dr, ac, _ = record_counts(rec, k)
         steps, drafts, accepted = steps + st, drafts + dr, accepted + ac
     means = [float(np.mean(r.acc[:, 0])) for r in reqs]
     spread = float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
+    match = None
+    if drafter.kind == "ngram":
+        match = float(np.mean(np.concatenate([r.drafted > 0 for r in reqs])))
     return AcceptanceProfile(
         schema="spectune/acceptance/v1",
         target=target_name,
@@ -353,10 +342,12 @@ def build_profile(
         dataset=dataset,
         temperature=temperature,
         acceptance=AcceptanceSpec(
-            per_position=[round(x, 4) for x in per_position(reqs)],
+            per_position=[round(x, 4) for x in per_position(reqs, match is not None)],
             ranked=[round(x, 4) for x in ranked(reqs)],
             spread=round(min(spread, 0.5), 4),
             per_request=[round(x, 4) for x in means],
+            match_probability=None if match is None else round(match, 4),
+            trajectories=records,
         ),
         counts=AcceptanceCounts(
             num_requests=len(reqs),

@@ -1,7 +1,10 @@
 """Closed forms of speculative decoding: tokens per step, optimal trees, speedup, best k.
 
 Pure numpy functions; no state. ``chain`` (per-position chains), ``tree`` (ranked trees,
-the optimal tree), ``cost`` (step costs, speedup, best k), ``checks`` (argument checks).
+the optimal tree), ``cost`` (step costs, speedup, best k), ``conventions`` (the named
+acceptance conventions — conditional / unconditional per-position, mean acceptance
+length, vLLM's acceptance rate, Sequoia's ranked vector — and conversions), ``checks``
+(argument checks).
 
 Conventions (see DESIGN.md §2):
 

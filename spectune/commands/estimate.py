@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 import numpy as np
 
 from spectune.output import print_json, table
 from spectune.simulator import analytic as an
+from spectune.simulator.analytic import conventions as cv
 from spectune.simulator.errors import InputError
+
+from .estimate_forms import chain_acceptance, fit_report, print_fit, scored_tree
+from .estimate_forms import number as _number
+from .estimate_forms import probs as _probs
 
 MAX_TREE_BUDGET = 512  # the DP is O(depth · width · budget²); beyond this it gets slow
 MAX_K = 256
@@ -32,6 +36,13 @@ examples:
       per-position acceptance (the last value repeats): the best k and a k table
   spectune estimate --ranked 0.8,0.3,0.15 --tree-budget 16 --cost-ratio 0.02 --json
       the optimal 16-node tree (Sequoia-style DP; depth chosen for the best speedup)
+  spectune estimate --acceptance-rate 0.4167 --k 3
+      vLLM's acceptance rate (accepted / drafted) measured at k = 3: mean acceptance length
+      2.25; read as a per-position rate it would predict 1.66 (docs/acceptance.md)
+  spectune estimate --fit-from-length 2.25 --k 3
+      the iid per-position rate behind a mean acceptance length, in every convention
+  spectune estimate --ranked 0.5,0.2,0.1 --ranked-convention sequoia --tree '[[0],[1],[0,0]]'
+      score a given tree with Sequoia's P(rank r is the accepted one)
 
 cost model: step cost = (draft passes)·c + 1 + v·(drafted tokens), relative to one plain
 decode step; draft passes = k for a chain, the depth for a tree (one pass per level).
@@ -58,7 +69,36 @@ def register(subparsers: Any) -> None:
         help="chain acceptance: one rate (iid) or per-position rates a_1,a_2,... in [0, 1] "
         "(the last value repeats for longer chains)",
     )
-    p.add_argument("--k", metavar="K", help="draft length; omitted = report the best k")
+    p.add_argument(
+        "--unconditional",
+        metavar="U[,U...]",
+        help="chain acceptance as unconditional per-position rates u_i = P(drafts 1..i all "
+        "accepted), as vLLM's per-position counters / drafts give them; converted to a_i",
+    )
+    p.add_argument(
+        "--acceptance-length",
+        metavar="AL",
+        help="mean acceptance length (bonus included, vLLM/SGLang) measured at --k K: the iid "
+        "a that gives it is used",
+    )
+    p.add_argument(
+        "--acceptance-rate",
+        metavar="R",
+        help="vLLM's acceptance rate = accepted / drafted = (AL - 1) / k (a fraction; `vllm "
+        "bench serve` prints percent) measured at --k K; NOT a per-position rate",
+    )
+    p.add_argument(
+        "--fit-from-length",
+        metavar="AL",
+        help="invert: the iid per-position a whose --k K chain has mean acceptance length AL, "
+        "with every convention at that k",
+    )
+    p.add_argument(
+        "--k",
+        metavar="K",
+        help="draft length; omitted = report the best k (with --acceptance-length, "
+        "--acceptance-rate, --fit-from-length: the k they were measured at)",
+    )
     p.add_argument(
         "--k-max", metavar="K", default="16", help="largest k searched and tabled (default 16)"
     )
@@ -82,6 +122,19 @@ def register(subparsers: Any) -> None:
         "acceptance model); ';' separates per-depth rows. Without --acceptance, the chain "
         "uses each depth's top candidate p_1",
     )
+    p.add_argument(
+        "--ranked-convention",
+        default="conditional",
+        choices=("conditional", "sequoia"),
+        help="how --ranked reads: conditional p_r = P(rank r accepted | ranks before it "
+        "rejected) (default, spectune's), or sequoia s_r = P(the accepted child is rank r)",
+    )
+    p.add_argument(
+        "--tree",
+        metavar="PATHS",
+        help="score this tree with --ranked: JSON list of paths (e.g. '[[0],[1],[0,0]]') or "
+        "a file holding one",
+    )
     p.add_argument("--tree-budget", metavar="N", help="node budget of the optimal tree")
     p.add_argument(
         "--tree-depth",
@@ -93,16 +146,6 @@ def register(subparsers: Any) -> None:
 
 
 # ------------------------------------------------------------------ parsing
-
-
-def _number(text: str, flag: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise InputError(f"{text.strip()!r} is not a number", field=flag) from None
-    if not math.isfinite(x):
-        raise InputError(f"must be finite, got {text.strip()}", field=flag)
-    return x
 
 
 def _int(text: str | None, flag: str, minimum: int, maximum: int) -> int | None:
@@ -117,18 +160,10 @@ def _int(text: str | None, flag: str, minimum: int, maximum: int) -> int | None:
     return n
 
 
-def _probs(text: str, flag: str) -> list[float]:
-    vals = [_number(t, flag) for t in text.split(",")] if text.strip() else []
-    if not vals:
-        raise InputError("needs at least one value", field=flag)
-    for v in vals:
-        if not 0.0 <= v <= 1.0:
-            raise InputError(f"must be in [0, 1], got {v:g}", field=flag)
-    return vals
-
-
-def _ranked(text: str) -> np.ndarray:
+def _ranked(text: str, convention: str = "conditional") -> np.ndarray:
     rows = [_probs(r, "--ranked") for r in text.split(";")]
+    if convention == "sequoia":
+        rows = [cv.ranked_from_sequoia(r, "--ranked") for r in rows]
     width = max(len(r) for r in rows)
     # Shorter rows: the missing ranks are never accepted.
     return np.array([r + [0.0] * (width - len(r)) for r in rows])  # [depth rows, width]
@@ -199,23 +234,36 @@ def run(args: argparse.Namespace) -> int:
     k = _int(args.k, "--k", 0, MAX_K)
     k_max = _int(args.k_max, "--k-max", 1, MAX_K)
     assert k_max is not None
-    ranked = _ranked(args.ranked) if args.ranked is not None else None
+    if args.fit_from_length is not None:
+        if not k:
+            raise InputError("--fit-from-length needs --k K (>= 1)", field="--k")
+        fit = fit_report(_number(args.fit_from_length, "--fit-from-length"), k)
+        if args.json:
+            print_json(fit)
+        else:
+            print_fit(fit)
+        return 0
+    ranked = _ranked(args.ranked, args.ranked_convention) if args.ranked is not None else None
     budget = _int(args.tree_budget, "--tree-budget", 1, MAX_TREE_BUDGET)
     depth = _int(args.tree_depth, "--tree-depth", 1, MAX_TREE_BUDGET)
-    if args.acceptance is None and ranked is None:
-        raise InputError("give --acceptance (a chain) or --ranked (a tree)", field="--acceptance")
-    if (budget is not None or depth is not None) and ranked is None:
-        raise InputError("--tree-budget/--tree-depth need --ranked", field="--ranked")
-    if ranked is not None and budget is None:
-        raise InputError("--ranked needs --tree-budget N", field="--tree-budget")
+    if (budget is not None or depth is not None or args.tree) and ranked is None:
+        raise InputError("--tree-budget/--tree-depth/--tree need --ranked", field="--ranked")
+    if ranked is not None and budget is None and args.tree is None:
+        raise InputError("--ranked needs --tree-budget N or --tree PATHS", field="--tree-budget")
 
-    if args.acceptance is not None:
-        acc = _probs(args.acceptance, "--acceptance")
-    else:
-        acc = ranked[:, 0].tolist()  # the chain drafts each depth's top candidate
+    acc, how = chain_acceptance(args, k, ranked)
     report = _chain_report(acc, k, k_max, c, v)
+    report["convention"] = how
     if ranked is not None:
-        report["tree"] = _tree_report(ranked, budget, depth, c, v)
+        report["ranked_convention"] = (
+            "sequoia s_r = P(the accepted child is rank r), converted to conditional p_r"
+            if args.ranked_convention == "sequoia"
+            else "conditional p_r = P(rank r accepted | ranks before it rejected)"
+        )
+        if budget is not None:
+            report["tree"] = _tree_report(ranked, budget, depth, c, v)
+        if args.tree is not None:
+            report["tree_scored"] = scored_tree(args.tree, ranked, c, v)
 
     if args.json:
         print_json(report)
@@ -228,6 +276,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_text(r: dict, k_given: int | None) -> None:
+    print(f"acceptance read as: {r['convention']}")
+    if "ranked_convention" in r:
+        print(f"ranked read as: {r['ranked_convention']}")
     acc = ",".join(f"{a:g}" for a in r["acceptance"])
     print(
         f"chain acceptance {acc}{' (last value repeats)' if len(r['acceptance']) > 1 else ''}; "
@@ -255,3 +306,11 @@ def _print_text(r: dict, k_given: int | None) -> None:
             f"speedup {t['speedup']:.2f}x (step cost {t['step_cost']:.3f})"
         )
         print(f"paths: {json.dumps(t['paths'], separators=(',', ':'))}")
+    t = r.get("tree_scored")
+    if t:
+        print()
+        print(
+            f"given tree: {t['num_nodes']} nodes, depth {t['depth']}, "
+            f"{t['expected_tokens_per_step']:.3f} tokens/step, speedup {t['speedup']:.2f}x "
+            f"(step cost {t['step_cost']:.3f})"
+        )

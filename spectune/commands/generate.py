@@ -307,12 +307,16 @@ def _print_text(r: dict) -> None:
         f"{fmt(st['verify_ms_per_step'])} ms, overhead {fmt(st['overhead_ms_per_step'])} ms"
     )
     if st["drafted_per_position"]:
+        # Three rates, three conventions (docs/acceptance.md): accepted / drafted at the
+        # position, vLLM's unconditional u_i = accepted / drafts, and the conditional a_i =
+        # accepted / (drafts that reached position i with a token there).
         rows = [
-            [i + 1, d, a, c]
-            for i, (d, a, c) in enumerate(
+            [i + 1, d, a, a / d, u, c]
+            for i, (d, a, u, c) in enumerate(
                 zip(
                     st["drafted_per_position"],
                     st["accepted_per_position"],
+                    st["acceptance_per_position"],
                     st["conditional_acceptance"],
                     strict=True,
                 )
@@ -320,7 +324,8 @@ def _print_text(r: dict) -> None:
             if d
         ]
         if rows:
-            print(table(rows, ["position", "drafted", "accepted", "a_i"]))
+            head = ["position", "drafted", "accepted", "accepted/drafted"]
+            print(table(rows, [*head, "u_i (vLLM)", "a_i (conditional)"]))
     print("outputs:")
     for i, o in enumerate(r["outputs"]):
         shown = json.dumps(o["text"], ensure_ascii=False) if "text" in o else str(o["ids"])

@@ -118,7 +118,8 @@ def render(m: dict[str, Any], title: str) -> str:
         else "plain decoding"
     )
     rows = [
-        ("throughput (output tok/s)", m["throughput_tok_per_s"], ""),
+        ("throughput (output tok/s)", m["throughput_tok_per_s"], "total tokens / makespan"),
+        ("per-request tok/s (mean)", m["mean_request_tok_per_s"], "output tokens / E2E"),
         ("requests/s", m["requests_per_s"], ""),
         ("mean accepted length", m["mean_accepted_len"], acc_note),
         ("goodput (req/s)", m["goodput_req_per_s"], _slo_text(m)),

@@ -227,10 +227,12 @@ def test_cli_bad_input_exits_2(tmp_path, byte_ckpt, capsys, case, needle):
 
 @pytest.mark.parametrize("kind", ["ngram", "draft_model"])
 def test_tree_replay_equals_live_greedy_tree(kind):
-    """The validation's tree replay (per-start ranks from the teacher-forced profile) counts
-    exactly the drafts a live greedy tree engine accepts."""
+    """The tree replay (per-start ranks from the teacher-forced profile, as the simulator
+    and the validation replay them) counts exactly the drafts a live greedy tree engine
+    accepts."""
+    from spectune.profiler.measure.trajectories import match_rows
+    from spectune.simulator.trajectory import replay_tree
     from spectune.simulator.tree import Tree
-    from spectune.validation.acceptance import _match_rows, replay_tree
 
     target = controllable_pair(CFG, eps=0.3, draft_layers=2, seed=1)
     prompts = _prompts(6, seed=3)
@@ -250,7 +252,7 @@ def test_tree_replay_equals_live_greedy_tree(kind):
     assert [list(p) + o for p, o in zip(prompts, live.outputs, strict=True)] == [
         s[: len(p) + NEW] for p, s in zip(prompts, seqs, strict=True)
     ]
-    v = replay_tree(list(_match_rows(reqs)), tree, new_tokens=NEW)
+    v = replay_tree([match_rows(r) for r in reqs], tree, end=NEW)
     assert v.steps == live.stats.num_seq_steps
     assert v.accepted_tokens == live.stats.num_accepted_tokens
     assert 0 < v.accepted_tokens < v.checked_by_rank.sum()  # the comparison means something
