@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -121,3 +121,23 @@ def last_error_line(log_path: Path, max_bytes: int = 200_000) -> str | None:
                 r"^\([^)]*\)\s*(\w+\s+[\d-]+\s+[\d:]+\s+\[[^\]]*\]\s*)?", "", line
             ).strip()
     return None
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so the
+    ``finally`` / ``with`` blocks that stop engines run; the old handler is restored."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
