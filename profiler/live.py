@@ -128,6 +128,8 @@ class LiveResult:
             spec-decode metrics (``per_step_accepted`` / ``per_step_drafted``).
         counters: the engine's spec-decode counters over the run (vLLM's Prometheus
             ``spec_decode`` counters), where it has them.
+        step_extra: per-step data beyond :class:`StepLog`, by name, one entry per step
+            (vLLM: ``draft_calls``, each drafter model call's tokens and milliseconds).
     """
 
     metrics: dict[str, Any]
@@ -136,6 +138,7 @@ class LiveResult:
     outputs: list[list[int]]
     requests: list[dict[str, Any]] | None = None
     counters: dict[str, Any] | None = None
+    step_extra: dict[str, list[Any]] | None = None
 
 
 # --------------------------------------------------------------------------- workloads

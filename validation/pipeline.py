@@ -78,6 +78,11 @@ class ValidateSettings:
     threads: int | None = 1  # torch threads for live runs and profiles (None: torch's)
     entries: tuple[Entry, ...] | None = None  # explicit matrix (tests)
     only: tuple[str, ...] = ()  # keep entries whose id contains one of these
+    engine: str = "native"  # native | vllm
+    eager: bool = False  # vllm: enforce_eager (profiles and runs alike)
+    sweeps: int | None = None  # vllm: sweeps the repeats are split over (default 1 / 2)
+    retries: int = 2  # vllm: re-runs of a disturbed run
+    progress: bool = True  # progress lines of the profiling steps
 
 
 def _default_dir(scenario: Path, name: str) -> Path:
@@ -102,6 +107,10 @@ def run_validation(
     Raises:
         InputError: a bad scenario, missing models or prompts.
     """
+    if s.engine == "vllm":
+        from .vllm_pipeline import run_vllm_validation
+
+        return run_vllm_validation(s, progress)
     import os
 
     # Room for every matmul shape the live runs meet (the CPU backend caches a kernel per

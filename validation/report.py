@@ -253,7 +253,12 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     }
     paths["json"].write_text(json.dumps(clean(result), indent=1) + "\n")
     plot(result, paths["png"])
-    paths["md"].write_text(markdown(result))
+    if result["environment"].get("engine") == "vllm":
+        from .vllm_report import markdown as vllm_markdown
+
+        paths["md"].write_text(vllm_markdown(result))
+    else:
+        paths["md"].write_text(markdown(result))
     return paths
 
 

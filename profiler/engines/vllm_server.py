@@ -215,7 +215,7 @@ class VllmServer(LiveEngine):
                 raise EngineFailed(self._death_message(f"died during a run (rc {rc})")) from None
             raise EngineFailed(f"vLLM server run failed: {e}") from None
         steps = read_steps(self.step_log, t0 - 1e-3, t_end, offset)
-        return build_result(
+        res = build_result(
             workload,
             t0,
             recs,
@@ -225,6 +225,8 @@ class VllmServer(LiveEngine):
             counter_delta(before, after),
             self.info(),
         )
+        res.step_extra = {"draft_calls": steps.calls}
+        return res
 
 
 def build_result(
@@ -261,6 +263,11 @@ def build_result(
         )
     if k == 0:
         drafts = int(sum(max(len(r.tokens) - 1, 0) for r in recs))
+    else:
+        # Decode steps that drafted nothing (an n-gram without a match) are not in vLLM's
+        # per-request arrays; they count as steps that accepted nothing, as the simulator
+        # counts them until acceptance profiles carry a match probability.
+        drafts += sum(undrafted_steps(q) for q in requests)
     config = {
         "drafter": settings.spec.label() if settings.spec else "none",
         "num_spec_tokens": k,
@@ -287,6 +294,16 @@ def build_result(
     res.requests = requests
     res.counters = counters
     return res
+
+
+def undrafted_steps(request: dict[str, Any]) -> int:
+    """Decode steps of a request that verified no draft: its tokens after the first, minus
+    what its drafting steps emitted (accepted + 1 each), when positive."""
+    sd = request.get("speculative_decoding")
+    if not sd or sd.get("per_step_accepted") is None:
+        return 0
+    emitted = sum(int(a) + 1 for a in sd["per_step_accepted"])
+    return max(0, int(request["output_tokens"]) - 1 - emitted)
 
 
 def parse_spec_counters(text: str) -> dict[str, Any]:

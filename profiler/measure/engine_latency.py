@@ -31,6 +31,8 @@ is not in it: it is the drafter's, measured with that drafter.
 
 Resume: every visit is appended to ``<out>.partial.jsonl``; a rerun with the same model,
 engine version and mode measures only what is missing (engine start-ups are paid again).
+The finished visit log is kept as ``<out>.visits.jsonl`` (the raw samples behind the
+profile).
 """
 
 from __future__ import annotations
@@ -410,7 +412,7 @@ def profile_vllm_latency(
         }
     )
     dump_yaml(profile, out)
-    log.path.unlink(missing_ok=True)
+    log.path.replace(out.with_name(out.name + ".visits.jsonl"))  # the raw visits, kept
     summary = {
         "out": str(out),
         "points": len(profile.points),
