@@ -38,8 +38,8 @@ from .calibrated import write_calibrated_scenario
 from .interference import noise_floor, throughputs_by_config
 from .live_models import prompt_source_for
 from .matrix import Entry, fingerprint, make_workloads
-from .pipeline import DEFAULT_TRACE, ValidateSettings, _default_dir, _load_range
 from .runs import RunLog, entry_rows, key_metrics, summarize
+from .settings import DEFAULT_TRACE, ValidateSettings, default_dir, load_range
 from .vllm_calibration import (
     CalibrationStore,
     calibrated,
@@ -65,7 +65,7 @@ def run_vllm_validation(
     rs = load_scenario(scen, list(s.overrides))
     report_dir = Path(s.report_dir) if s.report_dir else Path("validation-report")
     report_dir.mkdir(parents=True, exist_ok=True)
-    models_dir = Path(s.models_dir) if s.models_dir else _default_dir(scen, "models")
+    models_dir = Path(s.models_dir) if s.models_dir else default_dir(scen, "models")
     tname = rs.scenario.target.name or rs.target.model.name
     target_dir = models_dir / tname
     if not (target_dir / "config.json").is_file():
@@ -92,7 +92,7 @@ def run_vllm_validation(
     rs_given = rs
     rs, prof_notes, prof_paths = engine_profiles(rs, base, report_dir, s.quick, version, s.progress)
     notes += prof_notes
-    prompts_file = s.prompts or _default_dir(scen, "examples/prompts/stdlib.txt")
+    prompts_file = s.prompts or default_dir(scen, "examples/prompts/stdlib.txt")
     prompts = prompt_source_for(target_dir, prompts_file, s.seed)
     repeats = s.repeats or (2 if s.quick else 3)
     sweeps = s.sweeps or (1 if s.quick else 2)
@@ -206,7 +206,7 @@ def run_vllm_validation(
             "seed": s.seed,
             "capacity_req_per_s": wls.capacity_req_per_s,
             "lengths": wls.lengths.__dict__,
-            "load1_min_max": _load_range(log),
+            "load1_min_max": load_range(log),
             "engine_configs": len(groups),
             "wall_s": time.perf_counter() - t_start,
         },

@@ -27,6 +27,8 @@ from pathlib import Path
 from spectune.output import print_json, table
 from spectune.simulator.errors import InputError
 
+from .profile_engine import default_acceptance_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -257,10 +259,6 @@ def _drafter_spec(text: str, target, dtype: str):
         return DrafterSpec(kind="self", name=f"self-{int(raw)}", self_layers=int(raw))
     loaded = load_model(text, dtype=dtype)
     return DrafterSpec(kind="draft_model", name=loaded.name, model=loaded.model)
-
-
-def default_acceptance_path(target: str, drafter: str, dataset: str, temperature: float) -> Path:
-    return Path("acceptance") / f"{target}__{drafter}__{dataset}__t{temperature:g}.yaml"
 
 
 def run_acceptance(args: argparse.Namespace) -> int:

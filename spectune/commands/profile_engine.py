@@ -19,6 +19,10 @@ DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 WORK_DIR = Path(".cache") / "spectune-vllm"
 
 
+def default_acceptance_path(target: str, drafter: str, dataset: str, temperature: float) -> Path:
+    return Path("acceptance") / f"{target}__{drafter}__{dataset}__t{temperature:g}.yaml"
+
+
 def _grid(args: argparse.Namespace):
     from spectune.profiler.measure.engine_latency import QUICK_ENGINE_GRID, EngineGrid
     from spectune.profiler.measure.grid import parse_int_list
@@ -157,8 +161,6 @@ def run_vllm_acceptance(args: argparse.Namespace) -> int:
         how=how,
         counters=res.counters,
     )
-    from .profile import default_acceptance_path
-
     out = (
         Path(args.out)
         if args.out

@@ -165,7 +165,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.report:
-        write_report(result, args.report)
+        if args.engine == "vllm":
+            from spectune.validation.vllm_report import markdown as vllm_markdown
+
+            write_report(result, args.report, render=vllm_markdown)
+        else:
+            write_report(result, args.report)
     if args.json:
         out = dict(result["summary"])
         out["targets_met"] = target_status(result["summary"], quick=args.quick)
