@@ -56,11 +56,24 @@ DISTURBED_SHARE = 0.10  # more configs than this with a disturbed median: no con
 
 
 def run_vllm_validation(
-    s: ValidateSettings, progress: Callable[[int, int], None] | None = None
+    s: ValidateSettings,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    make_engine: Callable[[Any], Any] | None = None,
+    profiles: Callable[..., tuple[ResolvedScenario, list[str], dict[str, Path]]] | None = None,
 ) -> dict[str, Any]:
-    """Run a validation against vLLM (module docstring); the JSON-ready result."""
+    """Run a validation against vLLM (module docstring); the JSON-ready result.
+
+    Args:
+        s: settings.
+        progress: called with (runs done, runs total).
+        make_engine: builds the engine of a configuration (default: a
+            :class:`~spectune.profiler.engines.vllm_server.VllmServer`; tests pass fakes).
+        profiles: provides the latency profiles (default :func:`.vllm_profiles.
+            engine_profiles`).
+    """
     t_start = time.perf_counter()
-    version = require_vllm()
+    version = require_vllm() if make_engine is None else "fake"
     scen = Path(s.scenario)
     rs = load_scenario(scen, list(s.overrides))
     report_dir = Path(s.report_dir) if s.report_dir else Path("validation-report")
@@ -90,7 +103,9 @@ def run_vllm_validation(
         raise InputError("no matrix entry left to run (check --only)", field="--only")
     notes: list[str] = []
     rs_given = rs
-    rs, prof_notes, prof_paths = engine_profiles(rs, base, report_dir, s.quick, version, s.progress)
+    rs, prof_notes, prof_paths = (profiles or engine_profiles)(
+        rs, base, report_dir, s.quick, version, s.progress
+    )
     notes += prof_notes
     prompts_file = s.prompts or default_dir(scen, "examples/prompts/stdlib.txt")
     prompts = prompt_source_for(target_dir, prompts_file, s.seed)
@@ -110,7 +125,9 @@ def run_vllm_validation(
     groups = group(rs, entries, base)
     work = report_dir / "engine"
 
-    def make(settings: Any) -> VllmServer:
+    def make(settings: Any) -> Any:
+        if make_engine is not None:
+            return make_engine(settings)
         return VllmServer(settings, work, slo=rs.scenario.slo)
 
     done = [0]
