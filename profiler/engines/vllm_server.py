@@ -149,6 +149,25 @@ class VllmServer(LiveEngine):
                 )
             time.sleep(0.5)
 
+    def _failure(self, err: Exception) -> str:
+        """What went wrong in a failed run: a server that died (its exit code and last
+        error line; vLLM's API server exits some seconds after its engine core dies), one
+        that no longer answers /health, or the request error itself."""
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                return self._death_message(f"died during a run (rc {rc})")
+            time.sleep(0.25)
+        try:
+            with urllib.request.urlopen(self.base_url + "/health", timeout=5) as r:
+                healthy = r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            healthy = False
+        if not healthy:
+            return self._death_message("stopped answering /health during a run")
+        return f"vLLM server run failed: {err}"
+
     def _death_message(self, what: str) -> str:
         err = processes.last_error_line(self.log_path)
         return f"vLLM server {what}: {err or 'no error line'} (log: {self.log_path})"
@@ -210,10 +229,7 @@ class VllmServer(LiveEngine):
             t_end = time.monotonic()
             after = self.counters()
         except (EngineFailed, urllib.error.URLError, ConnectionError, OSError) as e:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise EngineFailed(self._death_message(f"died during a run (rc {rc})")) from None
-            raise EngineFailed(f"vLLM server run failed: {e}") from None
+            raise EngineFailed(self._failure(e)) from None
         steps = read_steps(self.step_log, t0 - 1e-3, t_end, offset)
         res = build_result(
             workload,

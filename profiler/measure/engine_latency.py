@@ -207,6 +207,7 @@ class EngineProfileRun:
     passes: int
     pool: PromptSource
     seed: int = 0
+    on_engine: Callable[[str, Any], None] | None = None  # (name, engine) while it is up
 
 
 def measure_engine(run: EngineProfileRun, log: VisitLog, progress: bool = True) -> dict[str, Any]:
@@ -229,6 +230,8 @@ def measure_engine(run: EngineProfileRun, log: VisitLog, progress: bool = True) 
             t0 = time.monotonic()
             with engine:
                 info[name] = {**engine.info(), "start_s": time.monotonic() - t0}
+                if run.on_engine is not None:
+                    run.on_engine(name, engine)
                 for v in vs:
                     if name == "fixed":
                         engine.set_width(v.query - 1)  # type: ignore[attr-defined]
@@ -312,9 +315,14 @@ def profile_vllm_latency(
     work_dir: str | Path | None = None,
     seed: int = 0,
     progress: bool = True,
+    on_engine: Callable[[str, Any], None] | None = None,
+    frontend: str = "server",
 ) -> tuple[LatencyProfile, dict[str, Any]]:
     """Measure ``model_dir`` through vLLM's server (module docstring) and write its latency
-    profile to ``out`` (resumable).
+    profile to ``out`` (resumable). ``on_engine(name, engine)`` is called once each engine
+    (``plain``, ``fixed``) is up, before its visits (e.g. to serve other runs on it).
+    ``frontend``: ``server`` (``vllm serve``, what ``validate --engine vllm`` runs) or
+    ``offline`` (the ``LLM`` class in this process); the profile records which.
 
     Returns:
         (the profile, a summary: points, leave-one-out error, start-up and wall seconds).
@@ -329,6 +337,7 @@ def profile_vllm_latency(
         check_model_dir,
         require_vllm,
     )
+    from spectune.profiler.engines.vllm_offline import VllmOffline
     from spectune.profiler.engines.vllm_server import VllmServer
     from spectune.profiler.runtime.checkpoint import read_config
     from spectune.profiler.runtime.timing import device_info
@@ -348,9 +357,12 @@ def profile_vllm_latency(
     out = Path(out)
     work = Path(work_dir) if work_dir else out.with_name(out.stem + ".engine")
     mode = "eager" if eager else "compiled"
+    if frontend not in ("server", "offline"):
+        raise InputError(f"must be server or offline, got {frontend!r}", field="--vllm-frontend")
+    engine_name = f"vllm-{frontend}"
     header = {
         **model_id(cfg, dtype, "cpu"),
-        "engine": "vllm-server",
+        "engine": engine_name,
         "vllm": version,
         "mode": mode,
         "grid": asdict(grid),
@@ -368,18 +380,20 @@ def profile_vllm_latency(
             kv_cache_gib=kv_cache_gib,
             seed=seed,
         )
-        return VllmServer(st, work)
+        return VllmServer(st, work) if frontend == "server" else VllmOffline(st, work)
 
     t0 = time.perf_counter()
     pool = PromptSource.random(cfg.vocab_size, 50_000, seed)
-    starts = measure_engine(EngineProfileRun(make, grid, passes, pool, seed), log, progress)
+    starts = measure_engine(
+        EngineProfileRun(make, grid, passes, pool, seed, on_engine), log, progress
+    )
     wall = time.perf_counter() - t0
     samples = point_samples(log)
     points = sorted({(b, q, c) for (b, q, c, _r) in samples})
     if not points:
         raise InputError("no visit produced a usable sample", source=log.path)
     how = (
-        f"spectune profile latency --engine vllm: vLLM {version} OpenAI server ({mode}), "
+        f"spectune profile latency --engine vllm: vLLM {version} {engine_name} ({mode}), "
         f"{len(points)} points x {passes} passes in seeded random order; decode/verify: "
         f"B requests of {grid.decode_tokens} tokens at context c +- {grid.decode_tokens // 2} "
         "(verify widths from a fixed-width proposer), prefill: one request at a time; a "
@@ -390,7 +404,7 @@ def profile_vllm_latency(
     info = device_info("cpu", dtype)
     software = {
         **info.software,
-        "engine": "vllm-server",
+        "engine": engine_name,
         "vllm": version,
         "mode": mode,
         "worker_threads": "vLLM's (auto binding)",

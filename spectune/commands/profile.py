@@ -112,6 +112,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lat.add_argument(
         "--kv-cache-gib", type=float, default=1.0, help="--engine vllm: KV cache size (GiB)"
     )
+    lat.add_argument(
+        "--vllm-frontend",
+        default="server",
+        choices=["server", "offline"],
+        help="--engine vllm: vLLM's OpenAI server (default; what validate runs) or its "
+        "offline LLM engine",
+    )
     lat.add_argument("--no-progress", action="store_true")
     lat.add_argument("--json", action="store_true", help="print a JSON summary")
     lat.set_defaults(func=run_latency)
@@ -149,6 +156,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     acc.add_argument(
         "--eager", action="store_true", help="--engine vllm: enforce_eager (faster start-up)"
+    )
+    acc.add_argument(
+        "--vllm-frontend",
+        default="server",
+        choices=["server", "offline"],
+        help="--engine vllm: vLLM's OpenAI server (default) or its offline LLM engine",
     )
     acc.add_argument("--json", action="store_true", help="print the profile as JSON")
     acc.set_defaults(func=run_acceptance)

@@ -69,6 +69,7 @@ def run_vllm_latency(args: argparse.Namespace) -> int:
             work_dir=WORK_DIR,
             seed=args.seed,
             progress=not args.no_progress,
+            frontend=args.vllm_frontend,
         )
     if args.json:
         print_json(summary)
@@ -142,11 +143,17 @@ def run_vllm_acceptance(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     t0 = time.perf_counter()
-    with sigterm_as_interrupt(), VllmServer(settings, WORK_DIR) as server:
-        res = server.run(wl)
+    if args.vllm_frontend == "offline":
+        from spectune.profiler.engines.vllm_offline import VllmOffline
+
+        engine = VllmOffline(settings, WORK_DIR)
+    else:
+        engine = VllmServer(settings, WORK_DIR)
+    with sigterm_as_interrupt(), engine:
+        res = engine.run(wl)
     mode = settings.mode
     how = (
-        f"spectune profile acceptance --engine vllm: vLLM {version} server ({mode}), "
+        f"spectune profile acceptance --engine vllm: vLLM {version} {engine.name} ({mode}), "
         f"{spec.label()}, {n} prompts x {args.max_new_tokens} tokens, greedy, "
         f"max_num_seqs 16; per-request per_step_accepted/per_step_drafted; "
         f"{time.perf_counter() - t0:.0f} s"
