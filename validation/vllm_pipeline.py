@@ -104,7 +104,7 @@ def run_vllm_validation(
     notes: list[str] = []
     rs_given = rs
     rs, prof_notes, prof_paths = (profiles or engine_profiles)(
-        rs, base, report_dir, s.quick, version, s.progress
+        rs, base, report_dir, s.quick, version, s.progress, use_scenario=not s.profiles
     )
     notes += prof_notes
     prompts_file = s.prompts or default_dir(scen, "examples/prompts/stdlib.txt")

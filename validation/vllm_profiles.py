@@ -50,8 +50,11 @@ def engine_profiles(
     quick: bool,
     version: str,
     progress: bool = True,
+    use_scenario: bool = False,
 ) -> tuple[ResolvedScenario, list[str], dict[str, Path]]:
-    """``rs`` with vLLM-measured latency profiles for the target and each draft model.
+    """``rs`` with vLLM-measured latency profiles for the target and each draft model:
+    measured into the report folder (kept there for a resumed run), or, with
+    ``use_scenario``, the scenario's own when they qualify.
 
     Returns:
         (the scenario, notes for the report, ``"target"`` / drafter name -> profile file
@@ -70,7 +73,7 @@ def engine_profiles(
     ready: dict[str, LatencyProfile] = {}
     for key, model_dir, prof in jobs:
         path = report_dir / "profiles" / f"{Path(model_dir).name}.yaml"
-        if vllm_measured_here(prof, version, mode):
+        if use_scenario and vllm_measured_here(prof, version, mode):
             notes.append(f"{key}: the scenario's vLLM latency profile ({mode}) is used")
             continue
         if path.is_file() and vllm_measured_here(load_latency_profile(path), version, mode):

@@ -23,6 +23,10 @@ match steps to its runs):
 - ``drafts``: draft tokens scheduled for verification;
 - then one ``tokens:ms`` pair per drafter model call (first pass first).
 
+On a GPU the probe synchronises the device around the target's forward (CUDA launches
+return before the work is done), which also serialises what vLLM would overlap: the
+profile is then of a synchronous engine (docs/engines.md, "On a GPU").
+
 Private API: the wrapped names are vLLM 0.32's (``docs/engines.md`` lists the versions);
 :func:`install` raises if one is missing, so a vLLM that moved them fails at start-up
 instead of measuring nothing.
@@ -118,6 +122,19 @@ class _TimedModel:
         setattr(self._inner, name, value)
 
 
+def _device_sync() -> Any:
+    """A function that waits for the GPU (CUDA launches are asynchronous: without it a
+    forward's time would be its launch time), or does nothing on a CPU."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.synchronize
+    except ImportError:
+        pass
+    return lambda: None
+
+
 def install(path: str) -> None:
     """Wrap the model runner's methods (module docstring) to log steps to ``path``.
 
@@ -159,9 +176,13 @@ def install(path: str) -> None:
             flush()
         return out
 
+    sync = _device_sync()
+
     def _model_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sync()
         t = time.monotonic()
         out = orig["_model_forward"](self, *args, **kwargs)
+        sync()
         _STATE["step"]["fwd_ms"] = _STATE["step"].get("fwd_ms", 0.0) + (time.monotonic() - t) * 1e3
         return out
 

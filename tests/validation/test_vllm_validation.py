@@ -138,7 +138,7 @@ class FakeEngine(LiveEngine):
         return [os.getpid()]
 
 
-def no_profiles(rs, base, report_dir, quick, version, progress):
+def no_profiles(rs, base, report_dir, quick, version, progress, use_scenario=False):
     return rs, ["profiles: the scenario's (test)"], {}
 
 
