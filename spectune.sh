@@ -16,7 +16,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
     # torch is pinned (2.13.0, CPU wheel; installed first so nothing pulls another build);
     # see pyproject.toml. The log is kept; it is printed only when the install fails.
     if ! { "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.13.0" &&
-           "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[torch,vllm,dev]"; } \
+           "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[torch,vllm,postgres,dev]"; } \
             > "$VENV/install.log" 2>&1; then
         tail -n 30 "$VENV/install.log" >&2
         echo "spectune: install failed (full log: $VENV/install.log)" >&2
@@ -39,7 +39,17 @@ case "${1:-}" in
     test)
         shift
         ruff check simulator tuner profiler validation spectune tests benchmarks
-        exec python -m pytest "$@"
+        # A throwaway PostgreSQL for the storage tests (installed from Debian if missing),
+        # stopped and removed when the tests end.
+        pgdir=$(mktemp -d /tmp/spectune-pg.XXXXXX)
+        if url=$(tests/postgres.sh start "$pgdir" 2> "$pgdir.err"); then
+            export SPECTUNE_TEST_POSTGRES="$url"
+            trap 'tests/postgres.sh stop "$pgdir"; rm -f "$pgdir.err"' EXIT
+        else
+            echo "spectune: no PostgreSQL for the tests ($(tail -n 1 "$pgdir.err")); they will skip" >&2
+            rm -rf "$pgdir" "$pgdir.err"
+        fi
+        python -m pytest "$@"
         ;;
     *)
         exec spectune "$@"

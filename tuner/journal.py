@@ -15,13 +15,15 @@ import os
 import stat
 from pathlib import Path
 
+from optuna.storages.journal._file import BaseJournalFileLock
+
 from spectune.simulator.errors import InputError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 JOURNAL_START = b'{"op_code"'  # Optuna writes each record's op_code first
 
 
-def check_journal(path: Path) -> str | None:
+def check_journal(path: Path, lock: BaseJournalFileLock) -> str | None:
     """Check an existing journal file before Optuna opens it; repair a torn last record.
 
     A crash mid-write leaves the last record without its newline (Optuna writes a record
@@ -33,6 +35,7 @@ def check_journal(path: Path) -> str | None:
 
     Args:
         path: the ``--storage`` file (may not exist yet).
+        lock: the journal's own lock (another worker may be appending).
 
     Returns:
         What was repaired, in words, or None.
@@ -40,8 +43,6 @@ def check_journal(path: Path) -> str | None:
     Raises:
         InputError: the file is not a journal (nothing is written to it).
     """
-    from optuna.storages.journal import JournalFileSymlinkLock
-
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -50,49 +51,24 @@ def check_journal(path: Path) -> str | None:
         raise InputError(f"{path}: cannot read ({e.strerror})", source="--storage") from None
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{path} is not a regular file", source="--storage")
-    if st.st_size == 0:
-        return None
-    lock = JournalFileSymlinkLock(str(path))
-    lock.acquire()  # another worker may be appending: repair under the journal's own lock
+    if st.st_size == 0 or _tail(path, _read(path)) is None:
+        return None  # a journal whose last record is whole (or empty): nothing to repair
+    lock.acquire()  # another worker may be appending: look again, and repair, under its lock
     try:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise InputError(f"{path}: cannot read ({e.strerror})", source="--storage") from None
-        refuse = f"{path} is not an Optuna journal file; left untouched (give a new file name"
-        if data.startswith(SQLITE_MAGIC):
-            raise InputError(
-                f"{refuse}, or --storage sqlite:///{path} for an SQLite study database)",
-                source="--storage",
-            )
-        *complete, tail = data.split(b"\n")
-        for i, line in enumerate(complete):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict) or "op_code" not in record:
-                raise InputError(
-                    f"{refuse}; line {i + 1} is not a journal record)", source="--storage"
-                )
-        if not tail:
+        data = _read(path)
+        tail = _tail(path, data)
+        if tail is None:
             return None
+        kept = sum(1 for line in data.split(b"\n")[:-1] if line.strip())
         whole = False
         with contextlib.suppress(ValueError, TypeError):
             whole = "op_code" in json.loads(tail)
-        kept = sum(1 for line in complete if line.strip())
         if whole:
             with path.open("ab") as f:
                 f.write(b"\n")
             return (
                 "the last record had no newline (a crash mid-write); closed it, kept "
                 f"{kept + 1} records"
-            )
-        if not (tail.startswith(JOURNAL_START) or JOURNAL_START.startswith(tail)):
-            raise InputError(
-                f"{refuse}; its last line is not a journal record)", source="--storage"
             )
         os.truncate(path, len(data) - len(tail))
         return (
@@ -101,3 +77,39 @@ def check_journal(path: Path) -> str | None:
         )
     finally:
         lock.release()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})", source="--storage") from None
+
+
+def _tail(path: Path, data: bytes) -> bytes | None:
+    """The bytes after the last newline (None when there are none) of a journal's content.
+
+    Raises:
+        InputError: the content is not an Optuna journal.
+    """
+    refuse = f"{path} is not an Optuna journal file; left untouched (give a new file name"
+    if data.startswith(SQLITE_MAGIC):
+        raise InputError(
+            f"{refuse}, or --storage sqlite:///{path} for an SQLite study database)",
+            source="--storage",
+        )
+    *complete, tail = data.split(b"\n")
+    for i, line in enumerate(complete):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise InputError(f"{refuse}; line {i + 1} is not a journal record)", source="--storage")
+    if not tail:
+        return None
+    if not (tail.startswith(JOURNAL_START) or JOURNAL_START.startswith(tail)):
+        raise InputError(f"{refuse}; its last line is not a journal record)", source="--storage")
+    return tail

@@ -266,7 +266,7 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
             study, trial_obj, [config_params(c, dims) for c in configs], progress=s.progress
         )
     else:
-        if not study.get_trials(deepcopy=False) and not s.pareto:
+        if not s.pareto and st.claim_setup(study):  # one worker enqueues the warm start
             k = max(3, min(8, n_trials // 4))
             warm = [Config(), *warm_start(rs, dims, configs, plain, search, k, seed)]
             st.enqueue_missing(study, [config_params(c, dims) for c in warm])

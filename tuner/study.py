@@ -1,19 +1,23 @@
-"""Optuna study plumbing: storage, samplers, resumable and shareable runs.
+"""Optuna study plumbing: samplers, resumable studies shared by many workers.
 
-- Storage: in memory by default; ``--storage`` takes a journal file path (Optuna's
-  ``JournalStorage`` over ``JournalFileBackend``, safe for many processes on one machine
-  through its file lock) or a database URL (``sqlite:///x.db``, ``postgresql://...``,
-  Optuna's ``RDBStorage`` with a heartbeat so trials of a killed worker are marked failed).
-  Anything unreachable or malformed raises :class:`InputError` (one line, exit 2). A journal
-  file is checked before Optuna opens it (:func:`check_journal`): a torn last record (a
-  crash mid-write) is dropped and the rest kept; a file that is not a journal is refused
-  untouched.
-- Studies are created with ``load_if_exists=True``: rerunning the same command resumes
-  (no completed trial lost; a trial that was running when its process died stays RUNNING
-  in a journal file and is simply not counted), and several workers pointed at one
-  storage and study name share the work. ``--trials N`` is the study's total: a run stops
-  once N trials are complete or pruned, counted across all workers
-  (``MaxTrialsCallback``).
+- Storage (:mod:`.storage`): in memory by default; ``--storage`` takes a journal file
+  (many processes on one machine) or a database URL (``sqlite:///x.db``,
+  ``postgresql://user@host/db``: workers on many machines).
+- Studies are created or loaded by name: rerunning the same command resumes (no completed
+  trial lost), and every worker pointed at one storage and study name shares the work.
+  Exactly one worker runs a study's set-up (:func:`claim_setup`: creating a marker study
+  is atomic in every storage), so warm-start trials are enqueued once.
+- The budget is exact: ``--trials N`` is the study's total of finished (complete or
+  pruned) trials across all workers. A trial claims its place when it starts: it runs only
+  if fewer than N unfailed trials were created before it. A trial that loses that race (two
+  workers asked for the last place at once) is failed at once, marked
+  ``spectune_surplus``, and never counted (:func:`run`).
+- Dead workers: a trial records the process that runs it (host, pid, process start time).
+  A worker that finds a RUNNING trial of a dead process on its own host fails it and
+  re-enqueues its parameters (:func:`recover_dead_trials`), so a worker killed with
+  SIGKILL loses no trial. Database storages also run Optuna's heartbeat, which finds dead
+  workers on other machines after the grace period. A trial is retried at most
+  ``MAX_RETRY`` times (:mod:`.storage`).
 - Samplers: seeded TPE (multivariate, grouped for the conditional space, constant liar
   so parallel workers do not all sample the same point) by default; NSGA-II for the
   Pareto front.
@@ -24,9 +28,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
-import logging
+import os
+import socket
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,88 +43,31 @@ import optuna
 from optuna.trial import TrialState
 
 from spectune.simulator.errors import InputError
+from spectune.simulator.progress import Progress
 
-from .journal import check_journal
+from .storage import RETRY, heartbeat, make_storage, quiet_optuna, serialised
+
+__all__ = [
+    "FINISHED",
+    "claim_setup",
+    "count_finished",
+    "enqueue_missing",
+    "make_sampler",
+    "make_storage",
+    "open_study",
+    "quiet_optuna",
+    "recover_dead_trials",
+    "run",
+    "run_queue",
+    "worker_id",
+]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FINGERPRINT_ATTR = "spectune_fingerprint"
-
-
-def quiet_optuna() -> None:
-    """Silence Optuna's INFO logging and its experimental-feature warnings."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.logging.disable_propagation()
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
-
-
-def make_storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """Open a storage for ``--storage``.
-
-    Args:
-        url: None (in memory), a journal file path, or a database URL with ``://``.
-
-    Returns:
-        The storage, or None for Optuna's in-memory default.
-
-    Raises:
-        InputError: a malformed or unreachable storage (one line naming it).
-    """
-    if url is None or url == "":
-        return None
-    if "://" in url:
-        return _rdb_storage(url)
-    path = Path(url.removeprefix("journal:"))
-    if path.is_dir():
-        raise InputError("is a folder; give a journal file path", source="--storage")
-    if not path.parent.exists():
-        raise InputError(f"folder {path.parent} does not exist", source="--storage")
-    from optuna.storages.journal import JournalFileBackend
-
-    note = check_journal(path)
-    if note:
-        print(f"spectune: warning: --storage {path}: {note}", file=sys.stderr)
-    try:
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    except json.JSONDecodeError:
-        raise InputError(f"{path} is not an Optuna journal file", source="--storage") from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot open journal file {path}: {e}", source="--storage") from None
-
-
-def _rdb_storage(url: str) -> optuna.storages.BaseStorage:
-    scheme = url.split("://", 1)[0].lower()
-    if not scheme or not scheme.replace("+", "").isalnum():
-        raise InputError(f"not a storage URL: {url!r}", source="--storage")
-    quiet_optuna()  # heartbeat_interval is "experimental": no warning for the user
-    try:
-        # A heartbeat lets Optuna mark the running trial of a killed worker as failed.
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=30,
-            grace_period=120,
-            engine_kwargs={"pool_pre_ping": True},
-        )
-    except ModuleNotFoundError as e:
-        raise InputError(
-            f"cannot open {scheme} storage: the database driver '{e.name}' is not installed",
-            source="--storage",
-        ) from None
-    except Exception as e:  # sqlalchemy raises many types; all mean "cannot use this URL"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(
-            f"cannot open {_redact(url)}: {reason[:200]}", source="--storage"
-        ) from None
-
-
-def _redact(url: str) -> str:
-    """The URL without a password."""
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        cred, _, host = rest.rpartition("@")
-        user = cred.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+WORKER_ATTR = "spectune_worker"  # who runs a trial: worker_id()
+SURPLUS_ATTR = "spectune_surplus"  # a trial failed because the budget was already taken
+UNSIGNED_GRACE_S = 30.0  # a RUNNING trial never signed by its worker is dead after this
+WAIT_S = 0.5  # how often a worker looks again while others run the last trials
 
 
 def make_sampler(kind: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
@@ -187,6 +137,94 @@ def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def claim_setup(study: optuna.Study) -> bool:
+    """True for exactly one caller per study across all workers, False for every other.
+
+    The claim is the creation of a marker study named ``spectune-claim:<study>:setup`` in
+    the same storage: creating a study name is atomic in every Optuna storage (the loser
+    gets ``DuplicatedStudyError``), with no lock to leave behind when a worker dies.
+    """
+    name = f"spectune-claim:{study.study_name}:setup"
+    storage = study._storage  # Optuna has no public accessor; the study's own storage
+    try:
+        storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    return True
+
+
+def _proc_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" when unknown), so a pid
+    reused by another process is not taken for the old one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # field 22 overall: starttime
+
+
+def worker_id() -> str:
+    """``host pid start`` of this process."""
+    return f"{socket.gethostname()} {os.getpid()} {_proc_start(os.getpid())}"
+
+
+def _dead(worker: str) -> bool:
+    """True when ``worker`` (from :func:`worker_id`) is a process of this host that is gone."""
+    host, _, rest = worker.partition(" ")
+    pid_s, _, start = rest.partition(" ")
+    if host != socket.gethostname() or not pid_s.isdigit():
+        return False  # another machine: only a database heartbeat can tell
+    pid = int(pid_s)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return bool(start) and _proc_start(pid) != start
+
+
+def recover_dead_trials(study: optuna.Study) -> int:
+    """Fail the RUNNING trials whose worker process died and re-enqueue their parameters.
+
+    Only processes on this host can be checked (database storages' heartbeat covers the
+    others). Two workers recovering at once are safe: failing a trial is atomic in the
+    storage, and only the worker that did it re-enqueues.
+
+    Returns:
+        The number of trials recovered by this call.
+    """
+    storage = study._storage
+    n = 0
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(WORKER_ATTR)
+        if owner is None:  # killed between asking and signing: dead once old enough
+            start = t.datetime_start or now
+            if (now - start).total_seconds() < UNSIGNED_GRACE_S:
+                continue
+        elif not _dead(owner):
+            continue
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker recovered it first
+        RETRY(study, storage.get_trial(t._trial_id))
+        n += 1
+    return n
+
+
+def _claims_a_place(trial: optuna.Trial, budget: int) -> bool:
+    """Fewer than ``budget`` unfailed trials were created before this one."""
+    ahead = sum(
+        1
+        for t in trial.study.get_trials(deepcopy=False)
+        if t.number < trial.number and t.state != TrialState.FAIL
+    )
+    return ahead < budget
+
+
 def run(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], Any],
@@ -197,67 +235,87 @@ def run(
 ) -> int:
     """Run trials until the study holds ``n_trials`` finished ones (all workers together).
 
+    Trials of dead workers are recovered and re-run; the study never ends with more than
+    ``n_trials`` finished trials, whatever the number of workers. When the last trials run
+    in other workers, this one waits for them, so on return the study is complete.
+
     Args:
         study: the study (possibly shared with other processes).
-        objective: the trial function.
+        objective: the trial function (returns the value(s); may raise ``TrialPruned``).
         n_trials: total finished trials wanted.
-        progress: show a tqdm bar on stderr; default: when stderr is a terminal.
-        desc: the bar's label.
+        progress: show progress on stderr (a bar on a terminal, lines elsewhere); default:
+            when stderr is a terminal.
+        desc: the progress label.
 
     Returns:
-        The number of trials this process ran.
+        The number of trials this process finished.
     """
-    remaining = n_trials - count_finished(study)
-    if remaining <= 0:
-        return 0
-    return _optimize(study, objective, remaining, n_trials, progress, desc, queue_only=False)
+    return _work(study, objective, n_trials, progress, desc, queue_only=False)
 
 
-def _optimize(
+def _work(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], Any],
-    n_run: int,
-    total: int,
+    budget: int,
     progress: bool | None,
     desc: str,
     *,
     queue_only: bool,
 ) -> int:
     show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=total, initial=count_finished(study), desc=desc, file=sys.stderr, leave=False
-        )
+    bar = Progress(desc, budget, unit="trial", enabled=show)
     ran = 0
-
-    def tick(st: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        nonlocal ran
-        ran += 1
-        if bar is not None:
-            bar.n = min(total, count_finished(st))
-            bar.refresh()
-        if queue_only and not st.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            st.stop()  # the queue is empty: never let the sampler invent a point
-
-    callbacks = [tick]
-    if not queue_only:
-        callbacks.append(optuna.study.MaxTrialsCallback(total, states=FINISHED))
-    logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
-        study.optimize(
-            objective,
-            n_trials=n_run,
-            callbacks=callbacks,
-            gc_after_trial=False,
-            show_progress_bar=False,
-        )
+        while True:
+            with serialised(study):
+                recover_dead_trials(study)
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            finished = sum(s in FINISHED for s in states)
+            bar.set(finished)
+            if finished >= budget or (
+                queue_only and not {TrialState.WAITING, TrialState.RUNNING} & set(states)
+            ):
+                break
+            if finished + states.count(TrialState.RUNNING) >= budget or (
+                queue_only and TrialState.WAITING not in states
+            ):
+                time.sleep(WAIT_S)  # the last trials run in other workers: wait for them
+                continue
+            if _one_trial(study, objective, budget):
+                ran += 1
     finally:
-        if bar is not None:
-            bar.close()
+        bar.set(count_finished(study))
+        bar.close()
     return ran
+
+
+def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], Any], budget: int) -> bool:
+    """Ask for a trial, claim its place, evaluate it, tell the result (Optuna's ask-and-tell).
+
+    Returns:
+        False when the trial lost the race for the budget's last place (told as failed).
+    """
+    with serialised(study), warnings.catch_warnings():
+        # Optuna warns that a heartbeat "is supposed to be used with Study.optimize": this
+        # loop runs the heartbeat itself (:func:`.storage.heartbeat`).
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()  # pops an enqueued trial first
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    if not _claims_a_place(trial, budget):
+        trial.set_user_attr(SURPLUS_ATTR, True)
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    with heartbeat(study, trial):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return True
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+    study.tell(trial, values)
+    return True
 
 
 def enqueue_missing(
@@ -301,21 +359,15 @@ def run_queue(
 ) -> int:
     """Evaluate every parameter set once (``--exhaustive``), resumable and shareable.
 
-    Enqueues what is missing, runs until the queue is empty, then re-enqueues sets whose
-    only trial is stuck RUNNING (its worker died) and runs those too.
+    Enqueues what is missing and runs until the queue is empty; trials of dead workers are
+    re-enqueued (:func:`recover_dead_trials`) and run too.
 
     Returns:
         The number of trials this process ran.
     """
-    total = len(params_list)
-    ran = 0
-    for skip_running in (True, False):
-        enqueue_missing(study, params_list, skip_running=skip_running)
-        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        if waiting == 0:
-            continue
-        ran += _optimize(study, objective, waiting, total, progress, desc, queue_only=True)
-    return ran
+    recover_dead_trials(study)
+    enqueue_missing(study, params_list)
+    return _work(study, objective, len(params_list), progress, desc, queue_only=True)
 
 
 def _params_key(params: dict[str, Any]) -> tuple:
