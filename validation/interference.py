@@ -10,7 +10,9 @@ here: identical runs 1.28x apart with steal near 0). Each run is therefore watch
   worker that runs the forwards): another process took its core;
 - **steal** (``/proc/stat``): the hypervisor ran someone else;
 - **speed probe**: a fixed ~20 ms CPU loop timed before the run, against the fastest seen
-  in this validation (the CPU itself slowed down, which neither signal above shows).
+  in this validation (the CPU itself slowed down, which neither signal above shows);
+- where the engine reports it (vLLM's step probe), the **forwards' CPU share**: their CPU
+  time over their wall time (below 1 when the worker lost its core mid-forward).
 
 A run is *disturbed* when any signal passes its threshold (:data:`LIMITS`); the
 validation re-runs it (``retries``) and keeps the flag when it stays disturbed. The
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 LIMITS = {"wait_frac": 0.05, "steal_frac": 0.02, "probe_slowdown": 1.20}
+MIN_CPU_SHARE = 0.95  # forwards must have had their core at least this share of their time
 
 
 def _threads(pid: int) -> list[int]:
@@ -92,7 +95,9 @@ class RunMonitor:
         self._steal0 = _steal()
         self._t0 = time.monotonic()
 
-    def end(self, pids: Sequence[int]) -> dict[str, Any]:
+    def end(self, pids: Sequence[int], cpu_share: float | None = None) -> dict[str, Any]:
+        """The signals of the run just ended (``cpu_share``: the engine's forward CPU time
+        over its wall time, where the engine reports it)."""
         wall = max(time.monotonic() - self._t0, 1e-9)
         after = _thread_stats(pids)
         s1 = _steal()
@@ -111,6 +116,10 @@ class RunMonitor:
             "load1": os.getloadavg()[0],
         }
         reasons = [k for k, lim in LIMITS.items() if self.result[k] > lim]
+        if cpu_share is not None:
+            self.result["fwd_cpu_share"] = round(cpu_share, 4)
+            if cpu_share < MIN_CPU_SHARE:
+                reasons.append("fwd_cpu_share")
         self.result["disturbed"] = bool(reasons)
         self.result["reasons"] = reasons
         return self.result

@@ -176,7 +176,7 @@ class EngineSessions:
             t0 = time.perf_counter()
             res = engine.run(wl)
             wall = time.perf_counter() - t0
-            sig = mon.end(engine.pids())
+            sig = mon.end(engine.pids(), res.metrics["live"].get("fwd_cpu_share"))
             attempts.append(sig)
             if not sig["disturbed"]:
                 break

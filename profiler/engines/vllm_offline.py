@@ -194,5 +194,9 @@ class VllmOffline(LiveEngine):
             counter_delta(before, self.counters()),
             self.info(),
         )
-        res.step_extra = {"draft_calls": steps.calls}
+        res.step_extra = {
+            "draft_calls": steps.calls,
+            "fwd_cpu_ms": steps.cols["fwd_cpu_ms"].tolist(),
+        }
+        res.metrics["live"]["fwd_cpu_share"] = steps.cpu_share()
         return res

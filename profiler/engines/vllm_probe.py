@@ -21,6 +21,9 @@ match steps to its runs):
   of their contexts (tokens already in the KV cache);
 - ``pf``, ``pf_tokens``, ``pf_ctx``: prefill chunks, their tokens and cached prefixes;
 - ``drafts``: draft tokens scheduled for verification;
+- ``fwd_cpu_ms``: the target's forward in the worker thread's CPU time (vLLM's CPU worker
+  runs its forward on that one thread): below ``fwd_ms`` when another process took the
+  worker's core mid-forward;
 - then one ``tokens:ms`` pair per drafter model call (first pass first).
 
 On a GPU the probe synchronises the device around the target's forward (CUDA launches
@@ -53,6 +56,7 @@ FIELDS = (
     "pf_tokens",
     "pf_ctx",
     "drafts",
+    "fwd_cpu_ms",
 )
 WRAPPED = ("execute_model", "_model_forward", "sample_tokens", "propose_draft_token_ids")
 
@@ -160,7 +164,7 @@ def install(path: str) -> None:
         s = _STATE["step"]
         if "t0" not in s:
             return
-        nums = [s["t0"], time.monotonic(), s["fwd_ms"], s["draft_ms"], *s["comp"]]
+        nums = [s["t0"], time.monotonic(), s["fwd_ms"], s["draft_ms"], *s["comp"], s["fwd_cpu_ms"]]
         text = " ".join(f"{x:.6f}" if isinstance(x, float) else str(x) for x in nums)
         calls = " ".join(f"{n}:{ms:.4f}" for n, ms in s["calls"])
         fh.write(f"{text} {calls}\n" if calls else text + "\n")
@@ -169,7 +173,7 @@ def install(path: str) -> None:
     def execute_model(self: Any, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
         flush()  # a step that ended without sample_tokens
         s = _STATE["step"]
-        s.update(t0=time.monotonic(), fwd_ms=0.0, draft_ms=0.0)
+        s.update(t0=time.monotonic(), fwd_ms=0.0, draft_ms=0.0, fwd_cpu_ms=0.0)
         s["comp"] = composition(scheduler_output)
         out = orig["execute_model"](self, scheduler_output, *args, **kwargs)
         if out is not None:
@@ -180,10 +184,12 @@ def install(path: str) -> None:
 
     def _model_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         sync()
-        t = time.monotonic()
+        c, t = time.thread_time(), time.monotonic()
         out = orig["_model_forward"](self, *args, **kwargs)
         sync()
-        _STATE["step"]["fwd_ms"] = _STATE["step"].get("fwd_ms", 0.0) + (time.monotonic() - t) * 1e3
+        step = _STATE["step"]
+        step["fwd_ms"] = step.get("fwd_ms", 0.0) + (time.monotonic() - t) * 1e3
+        step["fwd_cpu_ms"] = step.get("fwd_cpu_ms", 0.0) + (time.thread_time() - c) * 1e3
         return out
 
     def sample_tokens(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -56,6 +56,12 @@ class ProbeSteps:
         idle = ~np.isfinite(gap) | (gap > max(IDLE_GAP_MS, 3.0 * typical))
         return work + np.where(idle, typical, gap)
 
+    def cpu_share(self) -> float | None:
+        """Σ forward CPU time / Σ forward wall time over the steps (1.0: the worker had its
+        core for every forward; lower: another process took it mid-forward)."""
+        wall = float(self.cols["fwd_ms"].sum())
+        return float(self.cols["fwd_cpu_ms"].sum()) / wall if wall > 0 else None
+
     def step_log(self, t_ref: float) -> StepLog:
         """The steps as a :class:`StepLog`, start times relative to ``t_ref`` (monotonic s)."""
         c = self.cols
@@ -86,10 +92,11 @@ class ProbeSteps:
 def parse_line(line: str) -> tuple[list[float], list[tuple[int, float]]] | None:
     """One probe line -> (numbers in FIELDS order, drafter calls), or None if cut short."""
     parts = line.split()
-    if len(parts) < len(FIELDS):
+    nums_txt = [p for p in parts if ":" not in p]
+    if len(nums_txt) != len(FIELDS) or parts[: len(FIELDS)] != nums_txt:
         return None
     try:
-        nums = [float(x) for x in parts[: len(FIELDS)]]
+        nums = [float(x) for x in nums_txt]
         calls = []
         for p in parts[len(FIELDS) :]:
             n, ms = p.split(":")

@@ -150,20 +150,26 @@ def visit_workload(v: Visit, grid: EngineGrid, pool: PromptSource, seed: int) ->
     return LiveWorkload(req, pool.prompts([prompt] * n, rng), seed)
 
 
-def visit_samples(v: Visit, steps: dict[str, np.ndarray]) -> dict[str, list[float]]:
+def visit_samples(
+    v: Visit, steps: dict[str, np.ndarray], fwd_cpu_ms: list[float] | None = None
+) -> dict[str, list[float]]:
     """The steps of a visit's run that measure its point: decode-only steps with all
-    ``batch`` sequences at width ``query``, or the lone prefills of ``query`` tokens."""
+    ``batch`` sequences at width ``query``, or the lone prefills of ``query`` tokens
+    (forward wall and CPU time, host time, context)."""
     a = steps
     if v.context == 0:
         sel = (a["prefills"] == 1) & (a["batch"] == 0) & (a["prefill_tokens"] == v.query)
     else:
         sel = (a["prefills"] == 0) & (a["batch"] == v.batch) & (a["query"] == v.query)
     host = a["total_ms"] - a["verify_ms"] - a["draft_ms"]
-    return {
+    out = {
         "fwd": a["verify_ms"][sel].round(5).tolist(),
         "host": host[sel].round(5).tolist(),
         "ctx": a["context"][sel].round(2).tolist(),
     }
+    if fwd_cpu_ms is not None and len(fwd_cpu_ms) == sel.size:
+        out["fwd_cpu"] = np.asarray(fwd_cpu_ms)[sel].round(5).tolist()
+    return out
 
 
 class VisitLog:
@@ -236,7 +242,8 @@ def measure_engine(run: EngineProfileRun, log: VisitLog, progress: bool = True) 
                     if name == "fixed":
                         engine.set_width(v.query - 1)  # type: ignore[attr-defined]
                     res = engine.run(visit_workload(v, run.grid, run.pool, run.seed))
-                    samples = visit_samples(v, res.steps.arrays())
+                    cpu = (res.step_extra or {}).get("fwd_cpu_ms")
+                    samples = visit_samples(v, res.steps.arrays(), cpu)
                     log.add(v, samples)
                     bar.update(1)
     finally:
@@ -255,13 +262,16 @@ def _visit_median(row: dict[str, Any], what: str) -> float | None:
     return float(np.median(vals)) if len(vals) >= need else None
 
 
-def point_samples(log: VisitLog) -> dict[tuple[int, int, int, int], list[float]]:
+def point_samples(
+    log: VisitLog, clock: str = "wall"
+) -> dict[tuple[int, int, int, int], list[float]]:
     """``(batch, query, context, pass) -> [visit sample]`` for :func:`~.latency.build_profile`
-    (a visit's sample: the median forward over its measuring steps)."""
+    (a visit's sample: the median forward over its measuring steps, in wall time, or in
+    the worker thread's CPU time for ``clock="cpu"``)."""
     out = {}
     for key, row in log.rows.items():
         _eng, b, q, c, rep = key
-        med = _visit_median(row, "fwd")
+        med = _visit_median(row, "fwd" if clock == "wall" else "fwd_cpu")
         if med is not None:
             out[(b, q, c, rep)] = [med]
     return out
@@ -317,12 +327,16 @@ def profile_vllm_latency(
     progress: bool = True,
     on_engine: Callable[[str, Any], None] | None = None,
     frontend: str = "server",
+    clock: str = "wall",
 ) -> tuple[LatencyProfile, dict[str, Any]]:
     """Measure ``model_dir`` through vLLM's server (module docstring) and write its latency
     profile to ``out`` (resumable). ``on_engine(name, engine)`` is called once each engine
     (``plain``, ``fixed``) is up, before its visits (e.g. to serve other runs on it).
     ``frontend``: ``server`` (``vllm serve``, what ``validate --engine vllm`` runs) or
     ``offline`` (the ``LLM`` class in this process); the profile records which.
+    ``clock``: the forwards' ``wall`` time (default) or the worker thread's ``cpu`` time
+    (what an unshared core would show: steady on a busy machine, below the wall time the
+    live runs there see).
 
     Returns:
         (the profile, a summary: points, leave-one-out error, start-up and wall seconds).
@@ -388,7 +402,9 @@ def profile_vllm_latency(
         EngineProfileRun(make, grid, passes, pool, seed, on_engine), log, progress
     )
     wall = time.perf_counter() - t0
-    samples = point_samples(log)
+    if clock not in ("wall", "cpu"):
+        raise InputError(f"must be wall or cpu, got {clock!r}", field="--clock")
+    samples = point_samples(log, clock)
     points = sorted({(b, q, c) for (b, q, c, _r) in samples})
     if not points:
         raise InputError("no visit produced a usable sample", source=log.path)
@@ -399,7 +415,8 @@ def profile_vllm_latency(
         "(verify widths from a fixed-width proposer), prefill: one request at a time; a "
         "visit's sample is the median of the target forward (vLLM's _model_forward, timed "
         "in its worker) over its steps; median over passes, visits over "
-        f"{STALL_RATIO:g}x the fastest dropped; wall clock"
+        f"{STALL_RATIO:g}x the fastest dropped; "
+        + ("wall clock" if clock == "wall" else "the worker thread's CPU time, not wall time")
     )
     info = device_info("cpu", dtype)
     software = {

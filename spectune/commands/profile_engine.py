@@ -70,6 +70,7 @@ def run_vllm_latency(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
             frontend=args.vllm_frontend,
+            clock=args.clock,
         )
     if args.json:
         print_json(summary)

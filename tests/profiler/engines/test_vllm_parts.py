@@ -49,7 +49,7 @@ def test_composition_splits_prefills_and_decodes():
 
 
 def _line(t0, t1, fwd, draft, comp, calls=()):
-    nums = [t0, t1, fwd, draft, *comp]
+    nums = [t0, t1, fwd, draft, *comp, fwd * 0.9]
     text = " ".join(str(x) for x in nums)
     return text + "".join(f" {n}:{ms}" for n, ms in calls) + "\n"
 
@@ -78,7 +78,8 @@ def test_step_log_reads_window_offset_and_periods(tmp_path):
     assert log.overhead_ms == pytest.approx([1.5] * 4)
     assert len(read_steps(path, 10.0, 11.0, offset)) == 3
     assert parse_line("1 2 3") is None
-    assert len(FIELDS) == 13
+    assert len(FIELDS) == 14
+    assert steps.cpu_share() == pytest.approx(0.9)
 
 
 def test_settings_give_matching_server_and_offline_arguments():
