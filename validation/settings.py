@@ -38,7 +38,7 @@ class ValidateSettings:
     engine: str = "native"  # native | vllm
     eager: bool = False  # vllm: enforce_eager (profiles and runs alike)
     sweeps: int | None = None  # vllm: sweeps the repeats are split over (default 1 / 2)
-    retries: int = 2  # vllm: re-runs of a disturbed run
+    retries: int = 1  # vllm: re-runs of a disturbed run
     progress: bool = True  # progress lines of the profiling steps
 
 

@@ -112,8 +112,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--retries",
         type=int,
-        default=2,
-        help="--engine vllm: re-runs of a run that interference disturbed (default 2)",
+        default=1,
+        help="--engine vllm: re-runs of a run that interference disturbed (default 1)",
     )
     p.add_argument("--no-progress", action="store_true", help="print no progress on stderr")
     p.set_defaults(func=run)

@@ -218,3 +218,31 @@ def test_a_dying_server_fails_its_runs_and_a_rerun_completes(scenario, tmp_path)
     res2 = run_vllm_validation(s, make_engine=FakeEngine, profiles=no_profiles)
     assert FakeEngine.runs == len(failed) + 1
     assert all(r["repeats"] == 3 for r in res2["configs"])
+
+
+def test_the_tuners_pick_runs_live_against_the_best(scenario, tmp_path):
+    FakeEngine.runs, FakeEngine.started, FakeEngine.fail_at = 0, 0, None
+    entries = (
+        Entry("offline", "none", max_num_seqs=8),
+        Entry("offline", "ngram", k=1, max_num_seqs=8),
+        Entry("offline", "ngram", k=3, max_num_seqs=8),
+    )
+    s = settings(
+        scenario,
+        tmp_path / "rep",
+        entries=entries,
+        tuner=True,
+        tuner_repeats=2,
+        sweeps=1,
+        repeats=1,
+        tuner_trials=12,
+    )
+    res = run_vllm_validation(s, make_engine=FakeEngine, profiles=no_profiles)
+    t = res["tuner"]
+    assert t is not None and t["simulations"] > 0
+    assert (
+        t["best_live_id"]
+        == max(res["configs"], key=lambda r: r["measured"]["throughput_tok_per_s"])["id"]
+    )
+    assert t["pick_measured_tok_per_s"] > 0 and t["ratio"] > 0
+    assert res["summary"]["tuner_pick_ratio"] == t["ratio"]
