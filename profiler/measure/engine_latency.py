@@ -178,6 +178,7 @@ class VisitLog:
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
         self.rows: dict[tuple, dict[str, Any]] = {}
+        header = json.loads(json.dumps(header))  # as it reads back (tuples become lists)
         if path.is_file():
             lines = path.read_text().splitlines()
             head = json.loads(lines[0]).get("header") if lines else None

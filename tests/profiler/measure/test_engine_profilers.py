@@ -111,7 +111,7 @@ def test_visit_samples_keep_only_the_points_steps():
 
 
 def test_fit_host_separates_engine_and_speculative_time(tmp_path):
-    log = VisitLog(tmp_path / "v.jsonl", {"m": 1})
+    log = VisitLog(tmp_path / "v.jsonl", {"m": 1, "grid": (1, 2)})
     for b in (1, 4, 16):
         log.add(
             Visit("plain", b, 1, 128, 0), {"fwd": [1.0] * 5, "host": [0.5 + 0.1 * b] * 5, "ctx": []}
@@ -125,7 +125,7 @@ def test_fit_host_separates_engine_and_speculative_time(tmp_path):
     assert spec.at(8.0, 0.0, 3.0) == pytest.approx(0.2 + 0.01 * 8 * 3, abs=1e-6)
     # the log reads back, and visits with too few steps give no sample
     log.add(Visit("plain", 2, 1, 128, 0), {"fwd": [1.0], "host": [1.0], "ctx": []})
-    again = VisitLog(tmp_path / "v.jsonl", {"m": 1})
+    again = VisitLog(tmp_path / "v.jsonl", {"m": 1, "grid": (1, 2)})  # tuples read back
     samples = point_samples(again)
     assert (2, 1, 128, 0) not in samples and samples[(4, 5, 128, 0)] == [1.0]
     with pytest.raises(InputError, match="another model"):
