@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -71,34 +70,24 @@ def live(n: int) -> None:
     )
 
 
-def from_reports(dirs: list[str], trials: int = 4000) -> None:
-    devs: list[float] = []
+def from_reports(dirs: list[str]) -> None:
+    from spectune.validation.interference import noise_floor, throughputs_by_config
+
+    runs: dict[str, list[float]] = {}
     configs = 0
     for d in dirs:
-        runs: dict[str, list[float]] = defaultdict(list)
-        for line in (Path(d) / "runs.jsonl").read_text().splitlines():
-            r = json.loads(line)
-            if r.get("kind") != "live" or not r["id"].startswith("offline/"):
-                continue
-            runs[r["id"]].append(r["measured"]["throughput_tok_per_s"])
-        for v in runs.values():
-            if len(v) < 2:
-                continue
-            x = np.log(np.array(v))
-            devs += list((x - x.mean()) * np.sqrt(len(x) / (len(x) - 1)))
-        configs = max(configs, len(runs))
-    sd = float(np.std(devs))
-    print(f"offline configs per report: {configs}; runs pooled: {len(devs)}")
-    print(f"per-run noise (log sd around the config's mean): {sd:.3f}")
-    rng = np.random.default_rng(0)
+        rows = [json.loads(x) for x in (Path(d) / "runs.jsonl").read_text().splitlines()]
+        found = throughputs_by_config(rows, prefix="offline/")
+        runs.update({f"{d}:{k}": v for k, v in found.items()})
+        configs = max(configs, len(found))
+    print(f"offline configs per report: {configs}; runs pooled: {sum(map(len, runs.values()))}")
     for reps in (3, 5, 7, 9):
-        mx = [
-            float(np.max(np.abs(np.expm1(np.median(rng.normal(0, sd, (configs, reps)), 1)))))
-            for _ in range(trials)
-        ]
+        nf = noise_floor(runs, configs=configs, repeats=reps)
+        if reps == 3:
+            print(f"per-run noise (log sd around the config's mean): {nf['log_sd']:.3f}")
         print(
             f"perfect predictions, median of {reps} repeats: largest |error| over {configs} "
-            f"configs {100 * np.median(mx):.1f}% (median), {100 * np.quantile(mx, 0.9):.1f}% (p90)"
+            f"configs {nf['max_err_median_pct']:.1f}% (median), {nf['max_err_p90_pct']:.1f}% (p90)"
         )
 
 

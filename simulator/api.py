@@ -30,6 +30,7 @@ import numpy as np
 from .acceptance import AcceptanceModel, draw_steps
 from .analytic import optimal_tree
 from .engine import Engine, EngineResult
+from .engine_rules import rules as engine_rules
 from .errors import InputError
 from .latency import ForwardLatency, LatencyModel
 from .metrics import compute_metrics
@@ -193,12 +194,16 @@ def _simulate(
             )
             models.append((f"drafter {rd.spec.name}", draft))
     widths = tree.width_per_depth()
-    overhead_ms, overhead_per_seq_ms = step_overheads(sc.serving, rd.spec if rd else None, tree)
+    overhead_ms, overhead_per_seq_ms = step_overheads(
+        sc.serving, rd.spec if rd else None, tree, rs.target.host_overhead
+    )
+    levels = tree_level_queries(widths, rd.spec.tree_draft if rd else "incremental")
+    levels = engine_rules(sc.serving.engine).draft_levels(kind, tree, levels)
     cost = StepCost(
         target,
         kind=kind,
         draft=draft,
-        level_queries=tree_level_queries(widths, rd.spec.tree_draft if rd else "incremental"),
+        level_queries=levels,
         nodes=tree.num_nodes,
         self_fraction=(rd.spec.self_layers or 0) / rs.target.model.layers if rd else 0.0,
         ngram_ms_per_token=rd.spec.draft_ms_per_token if rd else 0.0,

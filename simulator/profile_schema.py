@@ -117,6 +117,23 @@ class LatencyFit(Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class HostOverhead(Frozen):
+    """Host time of a serving engine's step that the profile's forwards do not cover,
+    measured through that engine (``spectune profile latency --engine vllm``): scheduling,
+    input preparation, sampling, output processing, inter-process hops. A step costs
+    ``step_ms + per_seq_ms x sequences``, plus, when it verifies drafts,
+    ``spec_step_ms + (spec_per_seq_ms + spec_per_node_seq_ms x drafted tokens) x
+    sequences`` (rejection sampling, speculative bookkeeping). The simulator adds these to
+    every iteration it prices with this profile (the target's). Milliseconds."""
+
+    step_ms: NonNegFloat = 0.0
+    per_seq_ms: NonNegFloat = 0.0
+    spec_step_ms: NonNegFloat = 0.0
+    spec_per_seq_ms: NonNegFloat = 0.0
+    spec_per_node_seq_ms: NonNegFloat = 0.0
+    how: str | None = None
+
+
 class LatencyProfile(Frozen):
     schema_: Literal["spectune/latency/v1"] = Field(alias="schema")
     device: DeviceInfo
@@ -124,6 +141,8 @@ class LatencyProfile(Frozen):
     provenance: Provenance
     points: list[LatencyPoint] = Field(min_length=1)
     fit: LatencyFit | None = None
+    # Measured through a serving engine: its per-step host time (absent: forwards only).
+    host_overhead: HostOverhead | None = None
     notes: str | None = None
 
     model_config = ConfigDict(**CONFIG, populate_by_name=True)

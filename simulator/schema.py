@@ -35,6 +35,7 @@ from .profile_schema import (  # noqa: F401  (re-exported: the contracts' one ho
     AcceptanceProfile,
     AcceptanceSpec,
     DeviceInfo,
+    HostOverhead,
     LatencyFit,
     LatencyPoint,
     LatencyProfile,
@@ -110,6 +111,10 @@ class Serving(Frozen):
     preemption: Literal["recompute", "queue"] = "recompute"
     """What happens when the KV cache is full: recompute = evict the newest sequence and
     prefill it again later (vLLM); queue = admit no new request until space frees."""
+    engine: Literal["generic", "vllm"] = "generic"
+    """Named engine behaviours the simulator follows where engines differ (docs/engines.md
+    lists each rule and its evidence): generic = the simulator's own rules; vllm = vLLM's
+    V1 engine (a draft model's first pass runs over the verified tokens, not one token)."""
 
 
 class Slo(Frozen):
@@ -192,6 +197,10 @@ class DrafterSpec(Frozen):
     children, the root included)."""
     step_overhead_per_node_seq_ms: Ms = 0.0
     """... and per sequence per drafted node, ms (verification, sampling, tree masks)."""
+    prompt_lookup_min: Annotated[int, Field(ge=1, le=64)] | None = None
+    """ngram: the shortest n-gram prompt lookup matches (vLLM's prompt_lookup_min; default 1)."""
+    prompt_lookup_max: Annotated[int, Field(ge=1, le=64)] | None = None
+    """ngram: the longest n-gram it tries first (vLLM's prompt_lookup_max; default 3)."""
     tree_draft: Literal["incremental", "refeed"] = "incremental"
     """How a model drafter drafts a tree level: incremental = one pass over the previous
     level's nodes (the tree's K/V stays cached, EAGLE-style); refeed = one pass over every
@@ -226,7 +235,18 @@ class DrafterSpec(Frozen):
             raise ValueError(f"@latency_profile: is required for kind {self.kind}")
         if self.kind == "self" and self.self_layers is None:
             raise ValueError("@self_layers: is required for kind self")
+        lo, hi = self.prompt_lookup_min, self.prompt_lookup_max
+        if (lo is not None or hi is not None) and self.kind != "ngram":
+            raise ValueError("@prompt_lookup_min: only ngram drafters look up prompts")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"@prompt_lookup_min: must be <= prompt_lookup_max, got {lo} > {hi}")
         return self
+
+    @property
+    def lookup_window(self) -> tuple[int, int]:
+        """(min, max) n-gram sizes of an ngram drafter (defaults 1 and 3)."""
+        lo = self.prompt_lookup_min or 1
+        return lo, max(lo, self.prompt_lookup_max or 3)
 
 
 class TreeSpec(Frozen):

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from .latency import ForwardLatency
-from .schema import DrafterSpec, Serving
+from .schema import DrafterSpec, HostOverhead, Serving
 from .schema_base import HOST_DRAFTER_KINDS as HOST_DRAFTERS
 from .tree import Tree
 
@@ -239,15 +239,26 @@ def draft_passes(kind: str, tree: Tree) -> int:
 
 
 def step_overheads(
-    serving: Serving, drafter: DrafterSpec | None, tree: Tree
+    serving: Serving,
+    drafter: DrafterSpec | None,
+    tree: Tree,
+    host: HostOverhead | None = None,
 ) -> tuple[float, float]:
-    """(overhead_ms, overhead_per_seq_ms) of an iteration: the serving terms plus, when a
-    drafter speculates, its own (``step_overhead_per_pass_seq_ms`` × :func:`draft_passes`
-    and ``step_overhead_per_node_seq_ms`` × drafted nodes join the per-sequence term)."""
+    """(overhead_ms, overhead_per_seq_ms) of an iteration: the serving terms, the target
+    profile's measured engine host time (``host``, when the profile was measured through a
+    serving engine) plus, when a drafter speculates, its own terms
+    (``step_overhead_per_pass_seq_ms`` × :func:`draft_passes` and
+    ``step_overhead_per_node_seq_ms`` × drafted nodes join the per-sequence term) and the
+    engine's speculative-step terms of ``host``."""
     ms, per_seq = serving.step_overhead_ms, serving.step_overhead_per_seq_ms
+    if host is not None:
+        ms, per_seq = ms + host.step_ms, per_seq + host.per_seq_ms
     if drafter is None or tree.num_nodes == 0:
         return ms, per_seq
     passes = draft_passes(drafter.kind, tree)
+    if host is not None:
+        ms += host.spec_step_ms
+        per_seq += host.spec_per_seq_ms + host.spec_per_node_seq_ms * tree.num_nodes
     return (
         ms + drafter.step_overhead_ms,
         per_seq

@@ -2,8 +2,8 @@
 
 - Imports flow one way: simulator <- tuner <- application; simulator <- profiler <-
   validation <- application; tuner <- validation. Inside the profiler: runtime <- native <-
-  measure, runtime <- demo, and ``live`` (the requests and results every live engine
-  shares) needs only the simulator.
+  measure, runtime <- demo, live <- engines <- measure, and ``live`` (the requests, results
+  and engine contract every live engine shares) needs only the simulator.
 - simulator/ and tuner/ import no torch and no engine package.
 - No import cycle anywhere (every import counts, also those inside functions).
 - pyproject.toml lists every package folder, so a wheel ships them all.
@@ -46,9 +46,11 @@ ALLOWED = {
         "spectune.profiler.live",
         "spectune.profiler.engines",
     },
+    # The engine-aware profilers (measure/engine_*) drive live engines with workloads.
     "spectune.profiler.measure": {
         "spectune.simulator",
         "spectune.profiler.runtime",
+        "spectune.profiler.live",
         "spectune.profiler.native",
         "spectune.profiler.engines",
         "spectune.profiler.measure",

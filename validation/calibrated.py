@@ -20,6 +20,7 @@ import yaml
 from spectune.simulator.scenario import ResolvedScenario, load_scenario
 
 CALIBRATED_NAME = "calibrated-scenario.yaml"
+NATIVE_RULES = "serving.prefill: separate, attention_context: max, drafters' tree_draft: refeed"
 
 
 def write_calibrated_scenario(
@@ -28,6 +29,7 @@ def write_calibrated_scenario(
     out_dir: str | Path,
     latency_profiles: dict[str, Path] | None = None,
     how: str = "",
+    rules: str = NATIVE_RULES,
 ) -> Path:
     """Write ``rs``'s scenario (overheads and live-engine rules applied) as YAML in
     ``out_dir``, every path in it relative to that folder; check that it loads.
@@ -39,6 +41,7 @@ def write_calibrated_scenario(
         latency_profiles: ``"target"`` or a drafter name -> a latency profile measured by
             the validation, used instead of the scenario's.
         how: one line on how the overheads were measured, for the file's header.
+        rules: the engine rules it carries, for the header.
 
     Returns:
         The written file.
@@ -74,9 +77,9 @@ def write_calibrated_scenario(
         "this machine's live runs\n"
         f"# ({how or 'calibration runs'}) in serving.step_overhead_* and each drafter's "
         "step_overhead_*,\n"
-        "# and the live engine's rules (serving.prefill: separate, attention_context: max,\n"
-        "# drafters' tree_draft: refeed). Paths are relative to this file. Acceptance stays\n"
-        "# the scenario's profiles. Use it as any scenario: spectune simulate THIS_FILE\n"
+        f"# and the engine's rules ({rules}).\n"
+        "# Paths are relative to this file. Acceptance stays the scenario's profiles.\n"
+        "# Use it as any scenario: spectune simulate THIS_FILE\n"
     )
     tmp = out.with_suffix(".yaml.tmp")
     tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, width=100))

@@ -91,7 +91,8 @@ def load_live_models(
     for i, (name, rd) in enumerate(rs.drafters.items()):
         kind = rd.spec.kind
         if kind == "ngram":
-            factories[name] = lambda: NgramDrafter(1, NGRAM_MAX_N)
+            lo, hi = rd.spec.lookup_window
+            factories[name] = lambda lo=lo, hi=hi: NgramDrafter(lo, hi)
         elif kind == "self":
             layers = int(rd.spec.self_layers or 1)
             factories[name] = lambda layers=layers: ModelDrafter(
@@ -119,14 +120,29 @@ def prompt_source(
         InputError: a byte model without a readable prompt file.
     """
     cfg = models.target.model.config
-    if models.target.tokenizer == "bytes":
+    return _prompts(models.target.tokenizer, cfg.vocab_size, prompts_file, seed)
+
+
+def prompt_source_for(model_dir: str | Path, prompts_file: str | Path | None, seed: int = 0):
+    """:func:`prompt_source` for a model directory, reading only its config.json (engines
+    that load the model themselves)."""
+    import json
+
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    return _prompts(cfg.get("spectune_tokenizer"), int(cfg["vocab_size"]), prompts_file, seed)
+
+
+def _prompts(
+    tokenizer: str | None, vocab_size: int, prompts_file: str | Path | None, seed: int
+) -> PromptSource:
+    if tokenizer == "bytes":
         if prompts_file is None:
             raise InputError("a byte-level target needs a prompt file (--prompts)")
         texts = [p for p in read_prompts(prompts_file) if isinstance(p, str)]
         if not texts:
             raise InputError("holds no text prompts", source=prompts_file)
         return PromptSource.from_texts(texts, name=Path(prompts_file).stem)
-    return PromptSource.random(cfg.vocab_size, 20_000, seed)
+    return PromptSource.random(vocab_size, 20_000, seed)
 
 
 def warm_shapes(

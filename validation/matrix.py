@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,12 +276,18 @@ def entry_scenario(rs: ResolvedScenario, wls: Workloads, e: Entry) -> ResolvedSc
 
 
 def make_workloads(
-    rs: ResolvedScenario, quick: bool, trace_src: Path | None, out_dir: Path, seed: int
+    rs: ResolvedScenario,
+    quick: bool,
+    trace_src: Path | None,
+    out_dir: Path,
+    seed: int,
+    scenario_for: Callable[[ResolvedScenario, Workloads, Entry], ResolvedScenario] | None = None,
 ) -> Workloads:
     """Capacity (simulated, plain decoding, cap 16, offline) and the scaled trace slice.
 
     The capacity is kept in ``out_dir/capacity.json`` (per lengths and seed) so a resumed
-    validation keeps the load levels of its first run."""
+    validation keeps the load levels of its first run. ``scenario_for`` builds an entry's
+    scenario (default :func:`entry_scenario`; another engine's serving rules)."""
     lengths = QUICK if quick else FULL
     base = Workloads(lengths, 1.0, None, 1.0)
     cache = out_dir / "capacity.json"
@@ -289,7 +296,8 @@ def make_workloads(
     if cached.get("key") == key:
         cap = float(cached["capacity_req_per_s"])
     else:
-        plain = entry_scenario(rs, base, Entry("offline", "none", max_num_seqs=16))
+        build = scenario_for or entry_scenario
+        plain = build(rs, base, Entry("offline", "none", max_num_seqs=16))
         cap = float(simulate(plain, seed).metrics["requests_per_s"])
         cache.write_text(json.dumps({"key": key, "capacity_req_per_s": cap}))
     trace_path, gap = None, 1.0

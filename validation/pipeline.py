@@ -24,7 +24,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,44 +46,12 @@ from .matrix import (
 from .overhead import live_engine_model
 from .profiles import ProfilePasses, dtype_flag
 from .runs import RunLog, Runner, entry_rows, run_matrix, summarize
+from .settings import DEFAULT_TRACE, REPO, ValidateSettings, default_dir, load_range  # noqa: F401
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_TRACE = REPO / "traces" / "azure_llm_2023_conv.csv"
 TUNER_WORKLOAD = "offline"
 TUNER_MAX_NUM_SEQS = 8
 WARM_TOKENS = 512  # whole prefills (prompts <= 256) and verify batches (16 x 13)
 WARM_BATCH, WARM_QUERY = 16, 17  # decode/verify shapes: batch caps <= 16, 16-node trees
-
-
-@dataclass(frozen=True)
-class ValidateSettings:
-    """Knobs of :func:`run_validation` (the CLI's flags)."""
-
-    scenario: str
-    overrides: tuple[str, ...] = ()
-    quick: bool = False
-    repeats: int | None = None  # default 2 (quick) / 3 (full)
-    report_dir: str | None = None
-    models_dir: str | None = None
-    prompts: str | None = None
-    seed: int = 0
-    tuner: bool = True
-    tuner_trials: int | None = None
-    tuner_repeats: int = 5
-    trace: str | None = None
-    realtime: bool = True
-    calibrate: bool = True
-    profiles: bool = True  # measure latency profiles not measured on this machine
-    threads: int | None = 1  # torch threads for live runs and profiles (None: torch's)
-    entries: tuple[Entry, ...] | None = None  # explicit matrix (tests)
-    only: tuple[str, ...] = ()  # keep entries whose id contains one of these
-
-
-def _default_dir(scenario: Path, name: str) -> Path:
-    for base in (scenario.resolve().parent, scenario.resolve().parent.parent, Path.cwd(), REPO):
-        if (base / name).exists():
-            return base / name
-    return Path.cwd() / name
 
 
 def run_validation(
@@ -102,6 +69,10 @@ def run_validation(
     Raises:
         InputError: a bad scenario, missing models or prompts.
     """
+    if s.engine == "vllm":
+        from .vllm_pipeline import run_vllm_validation
+
+        return run_vllm_validation(s, progress)
     import os
 
     # Room for every matmul shape the live runs meet (the CPU backend caches a kernel per
@@ -121,8 +92,8 @@ def run_validation(
     scen = Path(s.scenario)
     rs = load_scenario(scen, list(s.overrides))
     report_dir = Path(s.report_dir) if s.report_dir else Path("validation-report")
-    models_dir = Path(s.models_dir) if s.models_dir else _default_dir(scen, "models")
-    prompts_file = s.prompts or _default_dir(scen, "examples/prompts/stdlib.txt")
+    models_dir = Path(s.models_dir) if s.models_dir else default_dir(scen, "models")
+    prompts_file = s.prompts or default_dir(scen, "examples/prompts/stdlib.txt")
     models = load_live_models(rs, models_dir, dtype=dtype_flag(rs.target))
     prompts = prompt_source(models, prompts_file, s.seed)
     notes: list[str] = []
@@ -229,7 +200,7 @@ def run_validation(
             "seed": s.seed,
             "capacity_req_per_s": wls.capacity_req_per_s,
             "lengths": wls.lengths.__dict__,
-            "load1_min_max": _load_range(log),
+            "load1_min_max": load_range(log),
             "wall_s": time.perf_counter() - t_start,
         },
     }
@@ -238,11 +209,6 @@ def run_validation(
 def log_key(runner: Runner, seed: int) -> str:
     """Identity of the live runs (:func:`~.validation.fingerprint`)."""
     return fingerprint(runner.rs, runner.workloads.lengths, seed)
-
-
-def _load_range(log: RunLog) -> list[float] | None:
-    loads = [r["load1"] for r in log.rows if "load1" in r]
-    return [float(min(loads)), float(max(loads))] if loads else None
 
 
 def tuner_check(

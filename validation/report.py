@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,8 +243,13 @@ def _fmt_range(r: list[float] | None) -> str:
     return "–" if not r else f"{r[0]:.1f}–{r[1]:.1f}"
 
 
-def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write report.md, predicted_vs_measured.png and validation.json into ``out_dir``."""
+def write_report(
+    result: dict[str, Any],
+    out_dir: str | Path,
+    render: Callable[[dict[str, Any]], str] | None = None,
+) -> dict[str, Path]:
+    """Write report.md (``render``'s text, default :func:`markdown`),
+    predicted_vs_measured.png and validation.json into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -253,7 +259,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     }
     paths["json"].write_text(json.dumps(clean(result), indent=1) + "\n")
     plot(result, paths["png"])
-    paths["md"].write_text(markdown(result))
+    paths["md"].write_text((render or markdown)(result))
     return paths
 
 

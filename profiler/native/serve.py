@@ -53,7 +53,7 @@ from spectune.simulator.metrics import compute_metrics
 from spectune.simulator.scenario import ResolvedScenario
 from spectune.simulator.workload import RequestSet
 
-from ..live import LiveResult, PromptSource, StepLog, prompt_rng, request_set, step_summary
+from ..live import LiveResult, LiveWorkload, PromptSource, StepLog, build_workload, step_summary
 
 # --------------------------------------------------------------------------- the driver
 
@@ -94,9 +94,10 @@ def serve(
     rs: ResolvedScenario,
     target: Any,
     drafter: Any,
-    prompts: PromptSource,
+    prompts: PromptSource | None,
     seed: int | None = None,
     *,
+    workload: LiveWorkload | None = None,
     realtime: bool = True,
     warmup_steps: int = 3,
     on_finish: Callable[[int], None] | None = None,
@@ -109,9 +110,12 @@ def serve(
         target: the target :class:`~spectune.profiler.runtime.model.DecoderLM`.
         drafter: a fresh :class:`~.drafters.Drafter` for ``rs``'s spec (None for plain
             decoding); it is bound to this run's engine.
-        prompts: where prompt content comes from.
+        prompts: where prompt content comes from (unused when ``workload`` is given).
         seed: the run's seed (None = the scenario's); the same seed as ``simulate``
             gives the same requests.
+        workload: the requests and prompts to serve, already built
+            (:func:`~spectune.profiler.live.build_workload`); default: built from
+            ``rs``, ``prompts`` and ``seed``.
         realtime: sleep until arrivals; False skips idle time on a virtual clock (tests).
         warmup_steps: untimed steps on a throw-away request before the clock starts.
         on_finish: called with the number of requests just finished (progress bars).
@@ -129,15 +133,19 @@ def serve(
     from .engine import SpecEngine
 
     sc = rs.scenario
-    seed = sc.seed if seed is None else int(seed)
-    req = request_set(rs, seed)
+    if workload is None:
+        if prompts is None:
+            raise InputError("serve() needs prompts or a workload")
+        workload = build_workload(rs, prompts, seed)
+    seed = workload.seed
+    req = workload.requests
     check_comparable(rs, req)
     n = req.num_requests
     tree = resolve_tree(rs)
     nodes = tree.num_nodes
     prompt_l = req.prompt_tokens.tolist()
     output_l = req.output_tokens.tolist()
-    contents = prompts.prompts(prompt_l, prompt_rng(seed))
+    contents = workload.prompts
     max_len = max(p + o for p, o in zip(prompt_l, output_l, strict=True)) + nodes + 4
     limit = target.config.max_position_embeddings
     if max_len > limit:

@@ -9,6 +9,9 @@ examples:
   spectune profile train-demo --out models/
   spectune profile latency --model models/stdlib-byte-target --quick --threads 1 --clock cpu
   spectune profile latency --model ctrl:0.03 --out /tmp/ctrl.yaml --batches 1,4 --query 1,5
+  spectune profile latency --engine vllm --model models/stdlib-byte-target --quick
+  spectune profile acceptance --engine vllm --target models/stdlib-byte-target \
+      --drafter ngram --k 4 --prompts examples/prompts/stdlib.txt
   spectune profile acceptance --target models/stdlib-byte-target \
       --drafter models/stdlib-byte-drafter --prompts examples/prompts/stdlib.txt
   spectune profile acceptance --target ctrl:0.1 --drafter self:2 --prompts p.txt --temperature 1
@@ -24,6 +27,8 @@ from pathlib import Path
 from spectune.output import print_json, table
 from spectune.simulator.errors import InputError
 
+from .profile_engine import default_acceptance_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -36,6 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     lat = sub.add_parser(
         "latency", help="time forward passes; write hwprofiles/<device>/<model>.yaml"
+    )
+    lat.add_argument(
+        "--engine",
+        default="native",
+        choices=["native", "vllm"],
+        help="native: spectune's own forward passes (default); vllm: the model as vLLM's "
+        "server runs it (per-step timings from inside vLLM, plus its host time per step; "
+        "needs the vllm extra, docs/engines.md)",
     )
     lat.add_argument(
         "--model", required=True, help="checkpoint DIR, CONFIG.json (random weights) or ctrl:EPS"
@@ -87,12 +100,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="wall: wall clock (CUDA events on GPUs); cpu: the thread's CPU time, needs "
         "--threads 1 on a CPU (robust on a shared machine)",
     )
+    lat.add_argument(
+        "--prefills", help="--engine vllm: comma-separated prompt lengths of prefill points"
+    )
+    lat.add_argument(
+        "--eager",
+        action="store_true",
+        help="--engine vllm: enforce_eager (faster start-up, slower decode on CPU); the "
+        "profile must match the mode of the runs it predicts",
+    )
+    lat.add_argument(
+        "--kv-cache-gib", type=float, default=1.0, help="--engine vllm: KV cache size (GiB)"
+    )
+    lat.add_argument(
+        "--vllm-frontend",
+        default="server",
+        choices=["server", "offline"],
+        help="--engine vllm: vLLM's OpenAI server (default; what validate runs) or its "
+        "offline LLM engine",
+    )
     lat.add_argument("--no-progress", action="store_true")
     lat.add_argument("--json", action="store_true", help="print a JSON summary")
     lat.set_defaults(func=run_latency)
 
     acc = sub.add_parser(
         "acceptance", help="measure drafter acceptance; write an acceptance profile"
+    )
+    acc.add_argument(
+        "--engine",
+        default="native",
+        choices=["native", "vllm"],
+        help="native: exact teacher-forced acceptance (default); vllm: vLLM's own counters "
+        "(per-request per-step accepted/drafted) from speculative runs at --k",
     )
     acc.add_argument("--target", required=True, help="checkpoint DIR or ctrl:EPS")
     acc.add_argument("--drafter", required=True, help="checkpoint DIR, ngram, or self:N")
@@ -109,6 +148,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     acc.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     acc.add_argument(
         "--out", help="profile YAML (default acceptance/<target>__<drafter>__<dataset>__t<T>.yaml)"
+    )
+    acc.add_argument(
+        "--ngram-window",
+        default="1-3",
+        help="--engine vllm, --drafter ngram: prompt_lookup_min-max (default 1-3)",
+    )
+    acc.add_argument(
+        "--eager", action="store_true", help="--engine vllm: enforce_eager (faster start-up)"
+    )
+    acc.add_argument(
+        "--vllm-frontend",
+        default="server",
+        choices=["server", "offline"],
+        help="--engine vllm: vLLM's OpenAI server (default) or its offline LLM engine",
     )
     acc.add_argument("--json", action="store_true", help="print the profile as JSON")
     acc.set_defaults(func=run_acceptance)
@@ -130,6 +183,10 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 
 def run_latency(args: argparse.Namespace) -> int:
+    if args.engine == "vllm":
+        from .profile_engine import run_vllm_latency
+
+        return run_vllm_latency(args)
     from spectune.profiler.measure.grid import (
         FULL_GRID,
         QUICK_GRID,
@@ -217,11 +274,11 @@ def _drafter_spec(text: str, target, dtype: str):
     return DrafterSpec(kind="draft_model", name=loaded.name, model=loaded.model)
 
 
-def default_acceptance_path(target: str, drafter: str, dataset: str, temperature: float) -> Path:
-    return Path("acceptance") / f"{target}__{drafter}__{dataset}__t{temperature:g}.yaml"
-
-
 def run_acceptance(args: argparse.Namespace) -> int:
+    if args.engine == "vllm":
+        from .profile_engine import run_vllm_acceptance
+
+        return run_vllm_acceptance(args)
     from tqdm import tqdm
 
     from spectune.profiler.measure.acceptance import build_profile, measure_acceptance

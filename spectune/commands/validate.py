@@ -29,6 +29,7 @@ EPILOG = """\
 examples:
   spectune validate examples/local-cpu.yaml --quick --report validation-report
   spectune validate examples/local-cpu.yaml --json
+  spectune validate examples/local-cpu-vllm.yaml --engine vllm --quick --report runs/vllm
 """
 
 
@@ -41,6 +42,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_scenario_args(p)
+    p.add_argument(
+        "--engine",
+        default="native",
+        choices=["native", "vllm"],
+        help="native: spectune's own engine in this process (default); vllm: vLLM's "
+        "OpenAI server, started here per engine configuration (needs the vllm extra; "
+        "docs/engines.md)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -88,6 +97,24 @@ def register(subparsers: Any) -> None:
         help="skip the host-overhead calibration runs (predict with the scenario as given)",
     )
     p.add_argument("--tuner-trials", type=int, help="trials of the tuner's search")
+    p.add_argument(
+        "--eager",
+        action="store_true",
+        help="--engine vllm: enforce_eager for profiles and runs (faster start-up, slower "
+        "decode on CPU; default: vLLM's compiled mode)",
+    )
+    p.add_argument(
+        "--sweeps",
+        type=int,
+        help="--engine vllm: sweeps over the engine configurations the repeats are split "
+        "over (default 1 quick / 2 full)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="--engine vllm: re-runs of a run that interference disturbed (default 1)",
+    )
     p.add_argument("--no-progress", action="store_true", help="print no progress on stderr")
     p.set_defaults(func=run)
 
@@ -98,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats is not None and args.repeats < 1:
         raise InputError(f"must be >= 1, got {args.repeats}", field="--repeats")
+    if args.sweeps is not None and args.sweeps < 1:
+        raise InputError(f"must be >= 1, got {args.sweeps}", field="--sweeps")
+    if args.retries < 0:
+        raise InputError(f"must be >= 0, got {args.retries}", field="--retries")
+    if args.engine == "vllm":
+        from spectune.profiler.engines.vllm_config import require_vllm
+
+        require_vllm()
     settings = ValidateSettings(
         scenario=args.scenario,
         overrides=tuple(args.overrides),
@@ -114,16 +149,28 @@ def run(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibrate,
         profiles=not args.no_profile,
         threads=args.threads or None,
+        engine=args.engine,
+        eager=args.eager,
+        sweeps=args.sweeps,
+        retries=args.retries,
+        progress=not args.no_progress,
     )
+    from spectune.profiler.engines.processes import sigterm_as_interrupt
     from spectune.simulator.progress import Progress
 
     bar = Progress("validate", unit="run", enabled=not args.no_progress)
     try:
-        result = run_validation(settings, lambda done, total: bar.set(done, total))
+        with sigterm_as_interrupt():
+            result = run_validation(settings, lambda done, total: bar.set(done, total))
     finally:
         bar.close()
     if args.report:
-        write_report(result, args.report)
+        if args.engine == "vllm":
+            from spectune.validation.vllm_report import markdown as vllm_markdown
+
+            write_report(result, args.report, render=vllm_markdown)
+        else:
+            write_report(result, args.report)
     if args.json:
         out = dict(result["summary"])
         out["targets_met"] = target_status(result["summary"], quick=args.quick)
