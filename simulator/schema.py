@@ -76,6 +76,7 @@ VARIANTS_BY_KIND: dict[str, tuple[str, ...]] = {
     "ngram": ("ngram", "suffix"),
     "draft_model": (),
     "self": (),
+    "suffix": ("suffix",),
 }
 Ms = Annotated[float, Field(ge=0.0, le=1e6)]
 
