@@ -32,6 +32,7 @@ COMMANDS = (
     "acceptance",
     "generate",
     "validate",
+    "worker",
 )
 
 DESCRIPTION = """\

@@ -16,9 +16,14 @@ from typing import Any
 from spectune.simulator.errors import InputError
 
 
-def add_scenario_args(p: argparse.ArgumentParser) -> None:
-    """The arguments every command that reads a scenario takes."""
-    p.add_argument("scenario", help="scenario YAML (schema spectune/scenario/v1)")
+def add_scenario_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    """The arguments every command that reads a scenario takes (``optional``: the
+    scenario may be left out, when another flag names the input)."""
+    p.add_argument(
+        "scenario",
+        nargs="?" if optional else None,
+        help="scenario YAML (schema spectune/scenario/v1)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",

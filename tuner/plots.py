@@ -11,6 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from spectune.simulator.errors import InputError
 
 from .evaluate import Evaluation
@@ -188,5 +190,26 @@ def plot_plan(
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_capacity_grid(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """GPUs per 1,000 req/s at each grid point's sustained rate, plain decoding beside the
+    best SD config (fewer is better); a point with no sustainable rate is left out."""
+    plt = _pyplot()
+    ok = [r for r in rows if not r.get("error") and r["sd"]["gpus_per_1k_req_per_s"]]
+    ok.sort(key=lambda r: r["sd"]["gpus_per_1k_req_per_s"], reverse=True)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ok) + 1.6))
+    y = np.arange(len(ok))
+    plain = [r["plain"]["gpus_per_1k_req_per_s"] or 0.0 for r in ok]
+    sd = [r["sd"]["gpus_per_1k_req_per_s"] for r in ok]
+    ax.barh(y + 0.2, plain, height=0.4, label="plain decoding", color="#bbbbbb")
+    ax.barh(y - 0.2, sd, height=0.4, label="best SD config", color="#1f77b4")
+    ax.set_yticks(y, [r["label"] for r in ok], fontsize=8)
+    ax.set_xlabel("GPUs per 1,000 req/s at the max sustainable rate (fewer is better)")
+    ax.set_title("capacity grid: GPUs needed per 1,000 req/s under the SLOs")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)

@@ -35,17 +35,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from spectune.simulator.errors import SpectuneError
+from spectune.simulator.errors import InputError, SpectuneError
 from spectune.simulator.scenario import ResolvedScenario
 
 from . import study as st
 from .band import confidence_band
+from .jobs import Helpers, Job
 from .objective import (
     DIRECTIONS,
     PARETO_DIRECTIONS,
@@ -86,6 +89,14 @@ class SearchSettings:
     workers: int | None = None  # processes for the final simulations (default: CPUs, <= 4)
     screen: bool = True
     progress: bool | None = None
+    # Many workers (:mod:`.jobs`): the scenario file and --set overrides are stored with the
+    # study so that other processes can rebuild it; ``helpers`` starts local worker
+    # processes on the study (a shared storage) while this one searches; a worker may stop
+    # after worker_limit trials.
+    scenario_file: str | None = None
+    overrides: tuple[str, ...] = ()
+    helpers: Helpers | None = None
+    worker_limit: int | None = None
 
 
 @dataclass
@@ -192,7 +203,28 @@ def _open(rs, s, objective, search_n, seed, sampler_seed, kind, n_trials):
     directions = PARETO_DIRECTIONS if s.pareto else (DIRECTIONS[objective],)
     fp = fingerprint(rs, "pareto" if s.pareto else objective, search_n, seed)
     sampler = st.make_sampler(kind, sampler_seed, n_trials)
-    return st.open_study(name, storage, directions, sampler, fp), name
+    owner = (
+        f"scenario '{rs.scenario.name or '?'}' ({rs.source}), objective {objective}, "
+        f"{search_n} requests per trial, seed {seed}"
+    )
+    job = None
+    if s.scenario_file is not None:
+        job = Job(
+            kind="recommend",
+            file=str(Path(s.scenario_file).resolve()),
+            overrides=tuple(s.overrides),
+            settings={
+                "objective": objective,
+                "trials": n_trials,
+                "exhaustive": s.exhaustive,
+                "pareto": s.pareto,
+                "seed": seed,
+                "sampler_seed": sampler_seed,
+                "search_requests": search_n,
+            },
+        ).to_attr()
+    study = st.open_study(name, storage, directions, sampler, fp, owner=owner, job=job)
+    return study, name
 
 
 def _collect(study: optuna.Study, percentile: int) -> tuple[list[Evaluation], int]:
@@ -236,6 +268,8 @@ class Stage:
     plain: Evaluation
     evals: list[Evaluation]
     pruned: int
+    ran: int = 0  # trials this process ran
+    budget: int = 0  # the study's trial budget
 
 
 def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) -> Stage:
@@ -269,15 +303,22 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
         )
     trial_obj = TrialObjective(search, dims, objective, pareto=s.pareto, screen=screen)
     if s.exhaustive:
-        st.run_queue(
-            study, trial_obj, [config_params(c, dims) for c in configs], progress=s.progress
-        )
+        n_trials = len(configs)
+        with _helpers(s, name):
+            ran = st.run_queue(
+                study,
+                trial_obj,
+                [config_params(c, dims) for c in configs],
+                progress=s.progress,
+                limit=s.worker_limit,
+            )
     else:
         if not s.pareto and st.claim_setup(study):  # one worker enqueues the warm start
             k = max(3, min(8, n_trials // 4))
             warm = [Config(), *warm_start(rs, dims, configs, plain, search, k, seed)]
             st.enqueue_missing(study, [config_params(c, dims) for c in warm])
-        st.run(study, trial_obj, n_trials, progress=s.progress)
+        with _helpers(s, name):
+            ran = st.run(study, trial_obj, n_trials, progress=s.progress, limit=s.worker_limit)
     evals, pruned = _collect(study, search.percentile)
     for e in evals:  # trials from earlier runs / other workers: same scenario and fidelity
         search.remember(e)
@@ -294,7 +335,29 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
         plain,
         evals or [plain],
         pruned,
+        ran,
+        n_trials,
     )
+
+
+@contextmanager
+def _helpers(s: SearchSettings, study_name: str) -> Iterator[None]:
+    """Local worker processes (``s.helpers``) on the study while this one works."""
+    if s.helpers is None:
+        yield
+        return
+    if s.storage is None or s.scenario_file is None:
+        raise InputError(
+            "several workers need a storage they share and the scenario file",
+            source="--workers",
+        )
+    pool = s.helpers(study_name, s.storage)
+    try:
+        yield
+    except BaseException:
+        pool.terminate()
+        raise
+    pool.join()
 
 
 def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) -> SearchOutcome:

@@ -64,10 +64,14 @@ __all__ = [
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 FINGERPRINT_ATTR = "spectune_fingerprint"
+OWNER_ATTR = "spectune_owner"  # what the study is for, in words (named when refused)
+JOB_ATTR = "spectune_job"  # how a worker rebuilds the work: :mod:`.jobs`
 WORKER_ATTR = "spectune_worker"  # who runs a trial: worker_id()
 SURPLUS_ATTR = "spectune_surplus"  # a trial failed because the budget was already taken
 UNSIGNED_GRACE_S = 30.0  # a RUNNING trial never signed by its worker is dead after this
 WAIT_S = 0.5  # how often a worker looks again while others run the last trials
+QUEUED_ATTR = "spectune_queued"  # run_queue: the setup worker enqueued the whole list
+QUEUE_WAIT_S = 60.0  # how long a joining worker waits for that
 
 
 def make_sampler(kind: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
@@ -100,8 +104,19 @@ def open_study(
     directions: Sequence[str],
     sampler: optuna.samplers.BaseSampler,
     fingerprint: str,
+    *,
+    owner: str = "",
+    job: dict[str, Any] | None = None,
 ) -> optuna.Study:
     """Create or load (``load_if_exists=True``) a study and check its fingerprint.
+
+    Args:
+        name, storage, directions, sampler: as ``optuna.create_study``.
+        fingerprint: what the study optimises (a hash); another one under the same name is
+            refused.
+        owner: what the study is for, in words (e.g. ``scenario 'x' (path)``), stored with
+            it so that a refusal names both.
+        job: how a worker rebuilds the work (:mod:`.jobs`), stored with a new study.
 
     Raises:
         InputError: the stored study optimises something else (other scenario, objective
@@ -119,13 +134,20 @@ def open_study(
         raise InputError(f"not an Optuna journal file ({e})", source="--storage") from None
     except ValueError as e:  # e.g. directions differ from the stored study
         raise InputError(f"study '{name}': {e}", source="--storage") from None
-    stored = study.user_attrs.get(FINGERPRINT_ATTR)
+    attrs = study.user_attrs
+    stored = attrs.get(FINGERPRINT_ATTR)
     if stored is None:
+        if owner:
+            study.set_user_attr(OWNER_ATTR, owner)
+        if job is not None:
+            study.set_user_attr(JOB_ATTR, job)
         study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
     elif stored != fingerprint:
+        theirs = attrs.get(OWNER_ATTR, "another scenario, objective or search budget")
+        ours = f"; this run is for {owner}" if owner else ""
         raise InputError(
-            f"study '{name}' in this storage was created for another scenario, objective or "
-            "search budget; pass a new --study-name",
+            f"study '{name}' in this storage belongs to {theirs}{ours}; pass another "
+            "--study-name (or another --storage)",
             source="--storage",
         )
     if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
@@ -232,6 +254,7 @@ def run(
     *,
     progress: bool | None = None,
     desc: str = "search",
+    limit: int | None = None,
 ) -> int:
     """Run trials until the study holds ``n_trials`` finished ones (all workers together).
 
@@ -246,11 +269,12 @@ def run(
         progress: show progress on stderr (a bar on a terminal, lines elsewhere); default:
             when stderr is a terminal.
         desc: the progress label.
+        limit: stop after this process ran this many trials (``spectune worker --n-trials``).
 
     Returns:
         The number of trials this process finished.
     """
-    return _work(study, objective, n_trials, progress, desc, queue_only=False)
+    return _work(study, objective, n_trials, progress, desc, queue_only=False, limit=limit)
 
 
 def _work(
@@ -261,12 +285,13 @@ def _work(
     desc: str,
     *,
     queue_only: bool,
+    limit: int | None = None,
 ) -> int:
     show = sys.stderr.isatty() if progress is None else progress
     bar = Progress(desc, budget, unit="trial", enabled=show)
     ran = 0
     try:
-        while True:
+        while limit is None or ran < limit:
             with serialised(study):
                 recover_dead_trials(study)
             states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -356,18 +381,29 @@ def run_queue(
     *,
     progress: bool | None = None,
     desc: str = "grid",
+    limit: int | None = None,
 ) -> int:
     """Evaluate every parameter set once (``--exhaustive``), resumable and shareable.
 
     Enqueues what is missing and runs until the queue is empty; trials of dead workers are
-    re-enqueued (:func:`recover_dead_trials`) and run too.
+    re-enqueued (:func:`recover_dead_trials`) and run too. ``limit``: as :func:`run`.
 
     Returns:
         The number of trials this process ran.
     """
     recover_dead_trials(study)
-    enqueue_missing(study, params_list)
-    return _work(study, objective, len(params_list), progress, desc, queue_only=True)
+    if claim_setup(study):  # one worker enqueues the whole list ...
+        enqueue_missing(study, params_list)
+        study.set_user_attr(QUEUED_ATTR, True)
+    else:  # ... the others wait for it (not for a worker that died enqueueing)
+        deadline = time.monotonic() + QUEUE_WAIT_S
+        while not study.user_attrs.get(QUEUED_ATTR) and time.monotonic() < deadline:
+            time.sleep(WAIT_S)
+        states = {t.state for t in study.get_trials(deepcopy=False)}
+        if not {TrialState.WAITING, TrialState.RUNNING} & states:  # a resumed study
+            with serialised(study):
+                enqueue_missing(study, params_list)
+    return _work(study, objective, len(params_list), progress, desc, queue_only=True, limit=limit)
 
 
 def _params_key(params: dict[str, Any]) -> tuple:

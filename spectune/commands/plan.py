@@ -14,6 +14,7 @@ from typing import Any
 
 from spectune.output import add_scenario_args, print_json, table
 from spectune.simulator import load_scenario
+from spectune.simulator.errors import InputError
 from spectune.tuner.evaluate import percentile_key
 from spectune.tuner.plan import DEFAULT_REQUESTS, KEEP_UP_TOL, PlanResult, Probe, plan
 
@@ -22,6 +23,14 @@ examples:
   spectune plan examples/azure-code-h100.yaml --qps 40
   spectune plan examples/azure-conv-h100.yaml --json --plot capacity.png
   spectune plan examples/azure-code-h100.yaml --set slo.tpot_s=0.03 --requests 8000
+  spectune plan --grid examples/capacity-grid.yaml --workers 2 --plot grid.png
+
+Capacity grids (--grid): one plan per point of a grid of devices, models (with their
+tensor-parallel size), drafters and workloads around a base scenario, compared per GPU
+(GPUs per 1,000 req/s, output tokens per GPU-second). The grid is an Optuna study in a
+journal file (default ./<grid>.plan-study.log) or a database (--storage): rerun the same
+command to resume; --workers N runs N processes here, `spectune worker STUDY --storage
+URL` joins from other machines. The grid file's format: docs/capacity.md.
 
 A rate is sustained when, in steady state (the first quarter of each run is warm-up),
 the SLOs' percentile (slo.percentile; p99 unless set) of every SLO-bounded metric is within
@@ -43,7 +52,26 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_scenario_args(p)
+    add_scenario_args(p, optional=True)
+    p.add_argument(
+        "--grid",
+        default=None,
+        metavar="GRID.yaml",
+        help="plan every point of a capacity grid (spectune/plan-grid/v1) instead of one scenario",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="--grid: journal file or sqlite:///FILE / postgresql://... URL holding the grid's "
+        "study (default: ./<grid>.plan-study.log)",
+    )
+    p.add_argument("--study-name", default=None, help="--grid: study name in the storage")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="--grid: processes planning points at once on this machine (default 1)",
+    )
     p.add_argument(
         "--qps",
         type=float,
@@ -53,7 +81,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--requests",
         type=int,
-        default=DEFAULT_REQUESTS,
+        default=None,
         help=f"Poisson arrivals simulated per probed rate (default {DEFAULT_REQUESTS:,}, capped "
         "by the trace's rows); longer = a longer steady-state check",
     )
@@ -75,8 +103,25 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.grid is not None:
+        from .plan_grid import run_grid
+
+        return run_grid(args)
+    for flag in ("storage", "study_name"):
+        if getattr(args, flag) is not None:
+            raise InputError("needs --grid", source="--" + flag.replace("_", "-"))
+    if args.workers != 1:
+        raise InputError("needs --grid", source="--workers")
+    if args.scenario is None:
+        raise InputError("give a scenario file, or --grid GRID.yaml", source="spectune plan")
     rs = load_scenario(args.scenario, args.overrides)
-    res = plan(rs, qps=args.qps, requests=args.requests, seed=args.seed, objective=args.objective)
+    res = plan(
+        rs,
+        qps=args.qps,
+        requests=args.requests or DEFAULT_REQUESTS,
+        seed=args.seed,
+        objective=args.objective,
+    )
     if args.plot:
         from spectune.tuner.plots import plot_plan
 

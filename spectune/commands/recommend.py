@@ -10,6 +10,10 @@ workload, and the pick is re-run over resampled seeds and acceptance for the ban
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from spectune.output import add_scenario_args, print_json
@@ -22,6 +26,7 @@ from spectune.tuner.search import (
     SearchSettings,
     run_search,
 )
+from spectune.tuner.worker import local_helpers
 
 from .recommend_emit import engine_output, schedule_for
 from .recommend_report import render, to_json
@@ -89,6 +94,13 @@ def register(subparsers: Any) -> None:
         help="journal file path, or sqlite:///FILE / postgresql://... URL (default: in memory)",
     )
     p.add_argument("--study-name", default=None, help="study name in the storage")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the search here (default 1; without --storage they share a "
+        "temporary journal); `spectune worker STUDY --storage URL` joins from other machines",
+    )
     p.add_argument("--seed", type=int, default=None, help="sampler and simulator seed")
     p.add_argument(
         "--search-requests",
@@ -138,6 +150,8 @@ def _check(args: argparse.Namespace) -> None:
         v = getattr(args, flag)
         if v is not None and v <= 0:
             raise InputError(f"must be > 0, got {v}", source="--" + flag.replace("_", "-"))
+    if args.workers < 1:
+        raise InputError(f"must be >= 1, got {args.workers}", source="--workers")
     if args.exhaustive and args.pareto:
         raise InputError("choose one of --exhaustive and --pareto", source="--exhaustive")
     for flag in ("engine_version", "emit_schedule"):
@@ -149,16 +163,34 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     caps = capabilities(args.emit, args.engine_version) if args.emit else None
     rs = load_scenario(args.scenario, args.overrides)
+    with _shared_storage(args) as storage:
+        return _recommend(rs, args, caps, storage)
+
+
+@contextmanager
+def _shared_storage(args: argparse.Namespace) -> Iterator[str | None]:
+    """``--storage``, or a temporary journal the ``--workers`` processes share."""
+    if args.workers <= 1 or args.storage is not None:
+        yield args.storage
+        return
+    with tempfile.TemporaryDirectory(prefix="spectune-study-") as tmp:
+        yield str(Path(tmp) / "study.log")
+
+
+def _recommend(rs: Any, args: argparse.Namespace, caps: Any, storage: str | None) -> int:
     settings = SearchSettings(
         objective=args.objective,
         trials=args.trials,
         exhaustive=args.exhaustive,
         pareto=args.pareto,
         seed=args.seed,
-        storage=args.storage,
+        storage=storage,
         study_name=args.study_name,
         search_requests=args.search_requests,
         final_requests=args.final_requests,
+        scenario_file=args.scenario,
+        overrides=tuple(args.overrides),
+        helpers=local_helpers(args.workers - 1) if args.workers > 1 else None,
     )
     try:
         out = run_search(rs, settings)
