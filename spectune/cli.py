@@ -27,6 +27,7 @@ COMMANDS = (
     "estimate",
     "recommend",
     "plan",
+    "sweep",
     "roofline",
     "profile",
     "acceptance",

@@ -213,3 +213,45 @@ def plot_capacity_grid(rows: list[dict[str, Any]], path: str | Path) -> None:
     ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_sweep(res: Any, path: str | Path) -> None:
+    """Throughput and TPOT p50 vs load: plain decoding and each drafter's best k at each
+    level (best on that panel's metric); a dotted line marks each drafter's crossover."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    x = [lv.level for lv in res.levels]
+    for ax, m in zip(axes, res.metrics[:2], strict=True):
+        scale = 1.0 if m.q is None else 1000.0
+        ax.plot(
+            x,
+            [m.of(lv.plain) * scale for lv in res.levels],
+            "--",
+            marker="o",
+            color="black",
+            label="plain decoding",
+        )
+        for d in res.drafters:
+            (line,) = ax.plot(
+                x,
+                [m.of(res.best(lv, d, m)) * scale for lv in res.levels],
+                marker="o",
+                label=f"{d} (best k)",
+            )
+            c = res.crossover(d, m)
+            if c is not None:
+                ax.axvline(c, color=line.get_color(), linestyle=":", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(
+            {
+                "load": "load (x arrival rate)",
+                "concurrency": "clients (closed loop)",
+                "batch": "max_num_seqs (offline)",
+            }[res.axis]
+        )
+        ax.set_ylabel(m.label + ("" if m.q is None else " (ms)"))
+        ax.set_title(f"{m.label} vs {res.axis} (dotted: speculation stops paying)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)

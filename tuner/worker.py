@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spectune.simulator import load_scenario
-from spectune.simulator.errors import SpectuneError
+from spectune.simulator.errors import InputError, SpectuneError
 from spectune.simulator.loading import read_yaml
 
 from . import study as st
@@ -30,25 +30,40 @@ def work(
     target: str,
     storage_url: str,
     *,
+    study_name: str | None = None,
     n_trials: int | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run trials of a study until its budget is spent (or ``n_trials`` ran here).
 
     Args:
-        target: a study name in ``storage_url``, or a scenario / grid file (its study is
-            created when missing, with the default settings of ``recommend`` / ``plan --grid``).
+        target: a study name in ``storage_url``, or a scenario / grid file: with
+            ``study_name``, that study's settings with this copy of the file (a machine
+            whose checkout lives elsewhere; the study's fingerprint refuses a file whose
+            content differs); without, the study ``recommend`` / ``plan --grid`` would
+            use with their defaults (created when missing).
         storage_url: journal file or database URL.
+        study_name: see ``target``.
         n_trials: stop after this many trials in this process.
         progress: progress on stderr (default: when stderr is a terminal).
 
     Returns:
         ``{"study", "kind", "ran", "finished", "budget"}``.
     """
+    name = study_name
     if Path(target).is_file():
         job = _job_for_file(Path(target))
-        name = None
+        if study_name is not None:
+            stored = read_job(storage_url, study_name)
+            if stored.kind != job.kind:
+                raise InputError(
+                    f"study '{study_name}' is a {stored.kind} study, {target} is for {job.kind}",
+                    source=target,
+                )
+            job = Job(stored.kind, job.file, stored.overrides, stored.settings)
     else:
+        if study_name is not None:
+            raise InputError("give a study name or --study-name, not both", source="--study-name")
         job = read_job(storage_url, target)
         name = target
     if job.kind == "recommend":

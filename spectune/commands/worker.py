@@ -26,7 +26,8 @@ examples:
 A study made by `recommend` or `plan --grid` stores what it computes (the input file's
 absolute path, --set overrides, seed, budget, fidelity), so a worker needs only the
 storage and the study's name, and the same input files at the same paths (a shared
-checkout or network file system). A worker whose files differ is refused, naming both.
+checkout or network file system; or pass your copy of the file with --study-name). A
+worker whose files differ is refused, naming both.
 The budget is the study's: with any number of workers exactly that many trials finish.
 A worker killed mid-trial loses nothing: its trial is failed and run again (on this
 machine at once; from other machines after the database heartbeat's grace period).
@@ -55,6 +56,12 @@ def register(subparsers: Any) -> None:
         help="journal file, or sqlite:///FILE / postgresql://user@host/db URL",
     )
     p.add_argument(
+        "--study-name",
+        default=None,
+        help="with a file: join this study, reading the file from here (when this machine "
+        "keeps its checkout at another path)",
+    )
+    p.add_argument(
         "--n-trials",
         type=int,
         default=None,
@@ -67,7 +74,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.n_trials is not None and args.n_trials <= 0:
         raise InputError(f"must be > 0, got {args.n_trials}", source="--n-trials")
-    out = work(args.study, args.storage, n_trials=args.n_trials)
+    out = work(args.study, args.storage, study_name=args.study_name, n_trials=args.n_trials)
     if args.json:
         print_json({**out, "storage": redact(args.storage)})
     else:

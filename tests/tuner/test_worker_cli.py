@@ -137,3 +137,24 @@ def test_a_study_without_a_job_is_not_run(
     optuna.create_study(study_name="foreign", storage=make_storage(store))
     assert main(["worker", "foreign", "--storage", store]) == 2
     assert "not created by spectune" in capsys.readouterr().err
+
+
+def test_worker_with_its_own_copy_of_the_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    scen = write_tiny(tmp_path / "a")
+    copy = write_tiny(tmp_path / "b")  # the same files at another path (another checkout)
+    store = str(tmp_path / "s.log")
+    argv = ["recommend", str(scen), "--trials", "5", "--storage", store, "--study-name", "c"]
+    assert main([*argv, *FAST]) == 0
+    capsys.readouterr()
+    # the study is done; the copy is accepted (same content) and finds nothing to do
+    assert main(["worker", str(copy), "--study-name", "c", "--storage", store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["finished"] == 5
+    # a copy whose content differs is refused, naming both
+    changed = write_tiny(tmp_path / "b", {"slo": {"tpot_s": 0.5}})
+    assert main(["worker", str(changed), "--study-name", "c", "--storage", store]) == 2
+    err = capsys.readouterr().err
+    assert "belongs to scenario 'tiny'" in err and str(scen) in err and str(changed) in err
