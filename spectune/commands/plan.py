@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     res = plan(
         rs,
         qps=args.qps,
-        requests=args.requests or DEFAULT_REQUESTS,
+        requests=DEFAULT_REQUESTS if args.requests is None else args.requests,
         seed=args.seed,
         objective=args.objective,
     )

@@ -55,7 +55,7 @@ def test_fingerprint_mismatch_refuses_to_mix(tmp_path: Path) -> None:
     s = SearchSettings(trials=3, storage=journal, study_name="s", band_samples=0)
     run_search(load_scenario(scen), s)
     other = load_scenario(scen, ["workload.num_requests=60"])
-    with pytest.raises(InputError, match="another scenario"):
+    with pytest.raises(InputError, match=r"belongs to scenario 'tiny' .*this run is for scenario"):
         run_search(other, s)
 
 
