@@ -11,11 +11,10 @@ serve it again untimed as a warm-up. From the kept runs:
   ``per_step_accepted`` / ``per_step_drafted`` at the configuration's k and window,
   pooled over requests into the conditional a_i over the steps vLLM visited
   (:func:`~spectune.profiler.measure.engine_acceptance.conditional_rates`); decode steps
-  where the n-gram found no match (vLLM records no step for them) give the match
-  probability (drafting steps / all decode steps), and the conditional a_i are over the
-  steps that drafted: the simulator's no-match rule (a step without a match verifies one
-  token and pays no draft; docs/acceptance.md). No per-request spread is drawn on top:
-  the pooled vector already weighs slow requests by their extra steps.
+  where the n-gram found no match (vLLM records no step for them) are counted as steps
+  that accepted nothing at position 1, the simulator's rule until profiles carry a match
+  probability (docs/acceptance.md). No per-request spread is drawn on top: the pooled
+  vector already weighs slow requests by their extra steps.
 - **the drafter's own cost** (:func:`drafter_costs`), from the probe's per-step timings:
   an n-gram drafter's ``draft_ms`` (the lookups), a draft model's ``draft_ms`` minus its
   model calls (input preparation and sampling between passes; the passes themselves are
@@ -104,19 +103,13 @@ def group_acceptance(cal: dict[str, Any]) -> AcceptanceSpec | None:
     if k == 0 or not cal["requests"]:
         return None
     accs, drs = [], []
-    misses = 0
     for (acc, dr), req in zip(request_arrays(cal["requests"]), cal["requests"], strict=True):
-        misses += undrafted_steps(req)
-        accs.append(acc)
-        drs.append(dr)
+        misses = undrafted_steps(req)
+        accs += [acc, np.zeros(misses, dtype=np.int64)]
+        drs += [dr, np.ones(misses, dtype=np.int64)]
     acc = np.concatenate(accs)
     dr = np.concatenate(drs)
-    match = None
-    if misses:
-        match = float(acc.size / (acc.size + misses)) if acc.size + misses else None
-    return AcceptanceSpec(
-        per_position=conditional_rates(acc, dr, k), spread=0.0, match_probability=match
-    )
+    return AcceptanceSpec(per_position=conditional_rates(acc, dr, k), spread=0.0)
 
 
 def _decode_only(cal: dict[str, Any]) -> np.ndarray:
