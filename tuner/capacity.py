@@ -49,7 +49,7 @@ from spectune.simulator.schema import Scenario
 from spectune.simulator.schema_base import MAX_REQUESTS, Frozen
 
 from . import study as st
-from .jobs import Helpers, Job
+from .jobs import Helpers, Job, helping
 from .plan import DEFAULT_REQUESTS, plan
 
 GRID_SCHEMA = "spectune/plan-grid/v1"
@@ -379,8 +379,7 @@ def run_grid_study(grid: Grid, s: GridSettings, *, limit: int | None = None) -> 
         trial.set_user_attr(POINT_ATTR, summary)
         return float((summary.get("sd") or {}).get("max_rate_per_s") or 0.0)
 
-    pool = s.helpers(name, storage_url) if s.helpers is not None else None
-    try:
+    with helping(s.helpers, name, storage_url):
         ran = st.run_queue(
             study,
             objective,
@@ -389,12 +388,6 @@ def run_grid_study(grid: Grid, s: GridSettings, *, limit: int | None = None) -> 
             desc="grid points",
             limit=limit,
         )
-    except BaseException:
-        if pool is not None:
-            pool.terminate()
-        raise
-    if pool is not None:
-        pool.join()
     points: dict[str, dict[str, Any]] = {}
     for t in study.get_trials(deepcopy=False, states=st.FINISHED):
         summary = t.user_attrs.get(POINT_ATTR)

@@ -16,7 +16,8 @@ system). A worker that finds the files changed is refused by the study's fingerp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from spectune.simulator.errors import InputError, SpectuneError
 
 from . import study as st
 
-__all__ = ["Helpers", "Job", "WorkerPool", "read_job"]
+__all__ = ["Helpers", "Job", "WorkerPool", "helping", "read_job"]
 
 KINDS = ("recommend", "plan-grid")
 Helpers = Callable[[str, str], "WorkerPool"]  # (study name, storage URL) -> started pool
@@ -118,3 +119,19 @@ class WorkerPool:
                 p.terminate()
         for p in self.procs:
             p.join()
+
+
+@contextmanager
+def helping(helpers: Helpers | None, study_name: str, storage_url: str) -> Iterator[None]:
+    """Local worker processes (``helpers``) on the study while the body works: joined
+    after it (a failed worker raises), terminated if the body raises."""
+    if helpers is None:
+        yield
+        return
+    pool = helpers(study_name, storage_url)
+    try:
+        yield
+    except BaseException:
+        pool.terminate()
+        raise
+    pool.join()

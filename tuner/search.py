@@ -35,8 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,7 @@ from spectune.simulator.scenario import ResolvedScenario
 
 from . import study as st
 from .band import confidence_band
-from .jobs import Helpers, Job
+from .jobs import Helpers, Job, helping
 from .objective import (
     DIRECTIONS,
     PARETO_DIRECTIONS,
@@ -340,24 +339,14 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
     )
 
 
-@contextmanager
-def _helpers(s: SearchSettings, study_name: str) -> Iterator[None]:
+def _helpers(s: SearchSettings, study_name: str) -> AbstractContextManager[None]:
     """Local worker processes (``s.helpers``) on the study while this one works."""
-    if s.helpers is None:
-        yield
-        return
-    if s.storage is None or s.scenario_file is None:
+    if s.helpers is not None and (s.storage is None or s.scenario_file is None):
         raise InputError(
             "several workers need a storage they share and the scenario file",
             source="--workers",
         )
-    pool = s.helpers(study_name, s.storage)
-    try:
-        yield
-    except BaseException:
-        pool.terminate()
-        raise
-    pool.join()
+    return helping(s.helpers, study_name, s.storage or "")
 
 
 def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) -> SearchOutcome:
