@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -149,3 +150,13 @@ def check_args(args: argparse.Namespace) -> None:
         if isinstance(value, str) and value:
             is_folder = folder or (dest == "out" and getattr(args, "out_is_folder", False))
             check_output_path(value, flag, folder=is_folder)
+
+
+def user_doc(doc: str | None) -> str:
+    """A command module's docstring as ``--help`` shows it: Sphinx markup dropped
+    (````x```` -> x, ``:class:`a.b.C``` -> C) and the paragraphs meant for developers (those
+    about where torch is imported) left out."""
+    text = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([\w]+)`", r"\1", doc or "")
+    text = text.replace("``", "")
+    paras = [p for p in text.strip().split("\n\n") if not p.lstrip().startswith("torch ")]
+    return "\n\n".join(paras) + "\n"

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from spectune.output import fmt, print_json, table
+from spectune.output import fmt, print_json, table, user_doc
 from spectune.simulator.acceptance_readers import FORMATS, detect_format, read, read_file_text
 from spectune.simulator.analytic import conventions as cv
 from spectune.simulator.errors import InputError
@@ -48,14 +48,14 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "acceptance",
         help="import engines' acceptance metrics into an acceptance profile",
-        description=__doc__,
+        description=user_doc(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="acceptance_command", metavar="SUBCOMMAND")
     imp = sub.add_parser(
         "import",
         help="read vLLM metrics / benchmark results / per-request traces; write a profile",
-        description=__doc__,
+        description=user_doc(__doc__),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

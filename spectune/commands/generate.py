@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from spectune.output import fmt, print_json, table
+from spectune.output import fmt, print_json, table, user_doc
 from spectune.simulator.errors import InputError
 
 EPILOG = """\
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "generate",
         help="run live speculative decoding on local models (needs torch)",
-        description=__doc__,
+        description=user_doc(__doc__),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

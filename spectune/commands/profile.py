@@ -1,20 +1,6 @@
-"""``spectune profile {latency,acceptance,train-demo}``: measure profiles on this device.
+"""``spectune profile``: the measurement commands (latency, acceptance, the demo pair).
 
-``latency`` times real forward passes over batch × query tokens × context and writes a
-latency profile (resumable); ``acceptance`` measures a drafter's acceptance against a target
-on a prompt file and writes an acceptance profile; ``train-demo`` trains (or reuses) the
-byte-level demo pair. torch stays in profiler/ (profiler.runtime etc.), imported by the handlers.
-
-examples:
-  spectune profile train-demo --out models/
-  spectune profile latency --model models/stdlib-byte-target --quick --threads 1 --clock cpu
-  spectune profile latency --model ctrl:0.03 --out /tmp/ctrl.yaml --batches 1,4 --query 1,5
-  spectune profile latency --engine vllm --model models/stdlib-byte-target --quick
-  spectune profile acceptance --engine vllm --target models/stdlib-byte-target \
-      --drafter ngram --k 4 --prompts examples/prompts/stdlib.txt
-  spectune profile acceptance --target models/stdlib-byte-target \
-      --drafter models/stdlib-byte-drafter --prompts examples/prompts/stdlib.txt
-  spectune profile acceptance --target ctrl:0.1 --drafter self:2 --prompts p.txt --temperature 1
+The handlers import torch (profiler/); the parser below does not.
 """
 
 from __future__ import annotations
@@ -29,12 +15,38 @@ from spectune.simulator.errors import InputError
 
 from .profile_engine import default_acceptance_path
 
+DESCRIPTION = """\
+Measure profiles on this device.
+
+  latency      time real forward passes over batch x query tokens x context and write a
+               latency profile (resumable: rerun the same command after an interruption)
+  acceptance   measure how often a drafter's tokens are accepted by a target on a prompt
+               file and write an acceptance profile
+  train-demo   train (or reuse) the byte-level demo target and drafter
+
+Each kind has its own --help. Times in milliseconds in the profiles.
+"""
+
+EPILOG = """\
+examples:
+  spectune profile train-demo --out models/
+  spectune profile latency --model models/stdlib-byte-target --quick --threads 1 --clock cpu
+  spectune profile latency --model ctrl:0.03 --out /tmp/ctrl.yaml --batches 1,4 --query 1,5
+  spectune profile latency --engine vllm --model models/stdlib-byte-target --quick
+  spectune profile acceptance --engine vllm --target models/stdlib-byte-target \\
+      --drafter ngram --k 4 --prompts examples/prompts/stdlib.txt
+  spectune profile acceptance --target models/stdlib-byte-target \\
+      --drafter models/stdlib-byte-drafter --prompts examples/prompts/stdlib.txt
+  spectune profile acceptance --target ctrl:0.1 --drafter self:2 --prompts p.txt --temperature 1
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "profile",
         help="measure latency / acceptance profiles on this device (needs torch)",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="profile_command", metavar="KIND")
