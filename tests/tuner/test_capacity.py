@@ -177,3 +177,41 @@ def test_a_grid_study_refuses_another_grid(tmp_path: Path) -> None:
     write_yaml(path, body)
     with pytest.raises(InputError, match=r"belongs to capacity grid .*grid\.yaml \(1 points\)"):
         run_grid_study(load_grid(path), GridSettings(storage=store, progress=False))
+
+
+def test_a_grid_killed_mid_run_resumes_without_recomputing(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from spectune.tuner.storage import make_storage
+
+    path = _grid(tmp_path, {"model": ["target", "target-tp2"], "load": {"a": {}, "b": {}}})
+    store = str(tmp_path / "grid.log")
+    cmd = [sys.executable, "-m", "spectune.cli", "plan", "--grid", str(path), "--storage", store]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = "plan-grid-grid"
+
+    def finished() -> list:
+        try:
+            study = optuna.load_study(study_name=name, storage=make_storage(store))
+        except Exception:
+            return []
+        return [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+
+    deadline = time.monotonic() + 120
+    while not finished() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t.params["point"]: t.user_attrs["spectune_point"] for t in finished()}
+    assert 1 <= len(before) < 4
+    out = run_grid_study(load_grid(path), GridSettings(storage=store, progress=False))
+    assert set(out.points) == {p.label for p in load_grid(path).points}
+    assert out.ran == 4 - len(before)  # the killed run's running point re-run, none twice
+    for label, summary in before.items():
+        assert out.points[label] == summary
