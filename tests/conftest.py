@@ -108,3 +108,19 @@ def scenario_dir(tmp_path: Path) -> Path:
     write_yaml(tmp_path / "acc.yaml", acceptance_profile_dict())
     write_yaml(tmp_path / "scenario.yaml", scenario_dict())
     return tmp_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "live_timing: a live engine timed against a prediction (runs last, after the parsers)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Live engines measured against a prediction (marker ``live_timing``) run last: the
+    engine parsers of the export tests run beside the suite from its start, and a live
+    timing must not share the CPU with them."""
+    late = [i for i in items if i.get_closest_marker("live_timing")]
+    if late:
+        items[:] = [i for i in items if not i.get_closest_marker("live_timing")] + late

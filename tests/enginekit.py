@@ -119,6 +119,16 @@ def shell_argv(text: str, workdir: str) -> list[str]:
     return done.stdout.decode().split("\0")[:-1]
 
 
+RUNNING: list[ParserRun] = []  # every parser subprocess started in this session
+
+
+def wait_for_parsers(timeout: float = 1800) -> None:
+    """Wait until no parser subprocess runs (timing-sensitive live tests call this: the
+    parsers load whole engines beside the suite)."""
+    for run in RUNNING:
+        run._proc.wait(timeout=timeout)
+
+
 class ParserRun:
     """One parser subprocess on a payload, started at once (:meth:`result` waits)."""
 
@@ -146,6 +156,7 @@ class ParserRun:
             stderr=self._err,
             text=True,
         )
+        RUNNING.append(self)
 
     def result(self, timeout: float = 1800) -> dict[str, Any]:
         """The parser's result document (waits for it to finish)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from enginekit import wait_for_parsers
 
 from spectune.profiler.engines.vllm_config import VllmSettings, VllmSpec, vllm_version
 from spectune.profiler.engines.vllm_server import VllmServer
@@ -37,7 +38,7 @@ DRAFTER = REPO / "models" / "stdlib-byte-drafter"
 PROMPTS = REPO / "examples" / "prompts" / "stdlib.txt"
 BAND = 0.40  # |predicted - live| / live: loose (a shared CI machine), but it can fail
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.live_timing]
 if os.environ.get("SPECTUNE_SKIP_VLLM") == "1":
     pytestmark = [pytest.mark.slow, pytest.mark.skip(reason="SPECTUNE_SKIP_VLLM=1")]
 elif vllm_version() is None:
@@ -97,6 +98,7 @@ SCENARIO = {
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
+    wait_for_parsers()  # the engine parsers must not share the CPU with the live timings
     return tmp_path_factory.mktemp("vllm")
 
 
