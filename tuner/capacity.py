@@ -30,10 +30,12 @@ Grid file (``schema: spectune/plan-grid/v1``)::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,9 +126,14 @@ def load_grid(path: str | Path) -> Grid:
     points = []
     for combo in itertools.product(*(v for _, v in axes)):
         coords = {name: label for (name, _), (label, _) in zip(axes, combo, strict=True)}
-        data = base_raw
+        data, model = base_raw, None
         for (name, _), (label, value) in zip(axes, combo, strict=True):
-            data = _apply(path, base, data, name, label, value, coords)
+            if name == "model":
+                model = value or None
+            elif name != "device":
+                data = _apply(path, data, name, label, value)
+        if "device" in coords or "model" in coords:  # after the overrides: one rewrite
+            data = _profiles(path, base, data, coords, model)
         label = " ".join(f"{k}={v}" for k, v in coords.items())
         source = f"{path} point '{label}'"
         sc: Scenario = validate_model(Scenario, data, source)
@@ -167,19 +174,9 @@ def _axis_values(path: Path, name: str, vals: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def _apply(
-    path: Path,
-    base: Path,
-    data: dict[str, Any],
-    axis: str,
-    label: str,
-    value: Any,
-    coords: dict[str, str],
-) -> dict[str, Any]:
-    """``data`` with one axis value applied (a copy)."""
+def _apply(path: Path, data: dict[str, Any], axis: str, label: str, value: Any) -> dict[str, Any]:
+    """``data`` with one override axis's value applied (a copy)."""
     where = f"axes.{axis}.{label}"
-    if axis in ("device", "model"):
-        return _profiles(path, base, data, coords, value if axis == "model" else None, where)
     sets = [f"{k}={json.dumps(v)}" for k, v in value.items()]
     try:
         return apply_overrides(data, sets)
@@ -193,11 +190,11 @@ def _profiles(
     data: dict[str, Any],
     coords: dict[str, str],
     model: ModelEntry | None,
-    where: str,
 ) -> dict[str, Any]:
     """Latency-profile paths for the point's device and model (device folders sit side by
-    side: ``<root>/<device>/<profile>.yaml``, the layout of ``hwprofiles/``)."""
-    data = apply_overrides(data, [])
+    side: ``<root>/<device>/<profile>.yaml``, the layout of ``hwprofiles/``); a copy. Other
+    paths stay relative to the base scenario, whose folder resolves them."""
+    data = copy.deepcopy(data)
     target = data.get("target") or {}
     lp = target.get("latency_profile")
     if not lp:
@@ -220,7 +217,7 @@ def _profiles(
             source=path,
             field=f"axes.model.{name}",
         )
-    target["latency_profile"] = str(folder / f"{name}.yaml")
+    target["latency_profile"] = _rel(folder / f"{name}.yaml", base)
     entry = model or ModelEntry()
     drafters = data.get("drafters") or []
     names = {d.get("name") for d in drafters}
@@ -246,21 +243,16 @@ def _profiles(
                 source=path,
                 field=f"axes.model.{name}",
             )
-        d["latency_profile"] = str(new)
+        d["latency_profile"] = _rel(new, base)
     if entry.search is not None:
         data.setdefault("search", {})["drafters"] = list(entry.search)
-    for key in ("acceptance",):  # acceptance profiles stay where the base put them
-        for i, d in enumerate(drafters):
-            prof = (d.get(key) or {}).get("profile")
-            if prof:
-                d[key]["profile"] = str(
-                    resolve_path(Path(prof), base.parent, base, f"drafters.{i}.{key}.profile")
-                )
-    wl = data.get("workload") or {}
-    for key in ("trace", "tokenizer"):
-        if isinstance(wl.get(key), str):
-            wl[key] = str(resolve_path(Path(wl[key]), base.parent, base, f"workload.{key}"))
     return data
+
+
+def _rel(p: Path, base: Path) -> str:
+    """``p`` relative to the base scenario's folder, so that a point's scenario (and the
+    study's fingerprint) does not depend on where the checkout lives."""
+    return os.path.relpath(p.resolve(), base.parent.resolve())
 
 
 # ------------------------------------------------------------------------------- running
