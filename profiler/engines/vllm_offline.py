@@ -21,19 +21,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spectune.profiler.live import EngineFailed, LiveEngine, LiveResult, LiveWorkload
+from spectune.profiler.live import EngineFailed, LiveResult, LiveWorkload
 from spectune.simulator.schema import Slo
 
 from . import processes
 from .vllm_client import RequestRecord
 from .vllm_config import VllmSettings, check_model_dir, require_vllm
 from .vllm_probe import ENV_LOG
-from .vllm_server import build_result, counter_delta
+from .vllm_server import VllmEngine, build_result, counter_delta
 from .vllm_steps import read_steps
 from .vllm_widths import ENV_WIDTH
 
 
-class VllmOffline(LiveEngine):
+class VllmOffline(VllmEngine):
     """vLLM's ``LLM`` engine for one configuration (module docstring).
 
     Args:
@@ -86,19 +86,6 @@ class VllmOffline(LiveEngine):
 
     def pids(self) -> list[int]:
         return [os.getpid(), *processes.descendants(os.getpid())]
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "engine": self.name,
-            "vllm": self.version,
-            "mode": self.settings.mode,
-            "config": self.settings.label(),
-            "startup_s": self.startup_s,
-        }
-
-    def set_width(self, width: int) -> None:
-        """Drafts per request per step for the fixed-width proposer (profiling)."""
-        self.width_file.write_text(str(int(width)))
 
     def counters(self) -> dict[str, Any]:
         from vllm.v1.metrics.reader import Counter, Vector

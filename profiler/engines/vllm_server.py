@@ -50,7 +50,31 @@ SERVED_NAME = "spectune-target"
 HOST = "127.0.0.1"
 
 
-class VllmServer(LiveEngine):
+class VllmEngine(LiveEngine):
+    """What both vLLM front ends (the server here, the offline ``LLM`` in
+    :mod:`.vllm_offline`) share: their description and the proposer's width file."""
+
+    name: str
+    version: str
+    settings: VllmSettings
+    startup_s: float | None
+    width_file: Path
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "vllm": self.version,
+            "mode": self.settings.mode,
+            "config": self.settings.label(),
+            "startup_s": self.startup_s,
+        }
+
+    def set_width(self, width: int) -> None:
+        """Drafts per request per step for the fixed-width proposer (profiling)."""
+        self.width_file.write_text(str(int(width)))
+
+
+class VllmServer(VllmEngine):
     """``vllm serve`` for one configuration (module docstring).
 
     Args:
@@ -197,20 +221,7 @@ class VllmServer(LiveEngine):
             return []
         return processes.group_pids(self.proc.pid)
 
-    def info(self) -> dict[str, Any]:
-        return {
-            "engine": self.name,
-            "vllm": self.version,
-            "mode": self.settings.mode,
-            "config": self.settings.label(),
-            "startup_s": self.startup_s,
-        }
-
     # ------------------------------------------------------------------ runs
-
-    def set_width(self, width: int) -> None:
-        """Drafts per request per step for the fixed-width proposer (profiling)."""
-        self.width_file.write_text(str(int(width)))
 
     def counters(self) -> dict[str, Any]:
         """vLLM's spec-decode counters now (``/metrics``; summed over engines)."""
