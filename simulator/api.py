@@ -34,6 +34,7 @@ from .engine_rules import rules as engine_rules
 from .errors import InputError
 from .latency import ForwardLatency, LatencyModel
 from .metrics import compute_metrics
+from .policy import Speculation, build_policy, policy_summary, reference_step_ms
 from .scenario import ResolvedScenario, auto_kv_cache_tokens
 from .scheduler import Scheduler
 from .schema import LatencyProfile, SpecConfig
@@ -193,25 +194,42 @@ def _simulate(
                 rd.latency, f"{rs.source}: drafter {rd.spec.name}"
             )
             models.append((f"drafter {rd.spec.name}", draft))
-    widths = tree.width_per_depth()
-    overhead_ms, overhead_per_seq_ms = step_overheads(
-        sc.serving, rd.spec if rd else None, tree, rs.target.host_overhead
-    )
-    levels = tree_level_queries(widths, rd.spec.tree_draft if rd else "incremental")
-    levels = engine_rules(sc.serving.engine).draft_levels(kind, tree, levels)
-    cost = StepCost(
-        target,
-        kind=kind,
-        draft=draft,
-        level_queries=levels,
-        nodes=tree.num_nodes,
-        self_fraction=(rd.spec.self_layers or 0) / rs.target.model.layers if rd else 0.0,
-        ngram_ms_per_token=rd.spec.draft_ms_per_token if rd else 0.0,
-        overhead_ms=overhead_ms,
-        overhead_per_seq_ms=overhead_per_seq_ms,
-        fused_prefill=sc.serving.prefill == "fused",
-        padded_query=sc.serving.attention_context == "max",
-    )
+
+    def cost_for(tr: Tree) -> StepCost:
+        """The iteration pricer of draft shape ``tr`` (the empty tree: plain decoding)."""
+        spec = rd.spec if rd is not None and tr.num_nodes else None
+        overhead_ms, overhead_per_seq_ms = step_overheads(
+            sc.serving, spec, tr, rs.target.host_overhead
+        )
+        mode = spec.tree_draft if spec else "incremental"
+        levels = tree_level_queries(tr.width_per_depth(), mode)
+        levels = engine_rules(sc.serving.engine).draft_levels(kind if spec else None, tr, levels)
+        return StepCost(
+            target,
+            kind=kind if spec else None,
+            draft=draft if spec else None,
+            level_queries=levels,
+            nodes=tr.num_nodes,
+            self_fraction=(spec.self_layers or 0) / rs.target.model.layers if spec else 0.0,
+            ngram_ms_per_token=spec.draft_ms_per_token if spec else 0.0,
+            overhead_ms=overhead_ms,
+            overhead_per_seq_ms=overhead_per_seq_ms,
+            fused_prefill=sc.serving.prefill == "fused",
+            padded_query=sc.serving.attention_context == "max",
+        )
+
+    cost = cost_for(tree)
+    nodes = tree.num_nodes
+    policy = None
+    if sc.spec.policy is not None and sc.spec.policy.kind != "fixed":
+        step_ms = reference_step_ms(
+            lambda k: cost_for(Tree.chain(k)), requests.prompt_tokens, requests.output_tokens
+        )
+        policy = build_policy(sc.spec.policy, nodes, sc.serving.max_num_seqs, step_ms)
+        if policy.kmax != nodes:  # draw at the largest k the policy may pick
+            nodes = policy.kmax
+            acc_model = AcceptanceModel.for_chain(rd.acceptance, nodes, kind)  # type: ignore[union-attr]
+            cost = cost_for(Tree.chain(nodes))
     draws = draw_steps(
         acc_model,
         requests.output_tokens,
@@ -219,12 +237,15 @@ def _simulate(
         rngs["acceptance_steps"],
         identical=sc.workload.identical,
     )
+    speculation = None
+    if policy is not None:
+        speculation = Speculation(policy, draws, lambda k: cost_for(Tree.chain(k)))
     sched = Scheduler(
         requests.prompt_tokens,
         requests.output_tokens,
         draws.cum,
         draws.off,
-        nodes=tree.num_nodes,
+        nodes=nodes,
         max_num_seqs=sc.serving.max_num_seqs,
         max_batched_tokens=sc.serving.max_batched_tokens,
         kv_cache_tokens=kv_tokens,
@@ -239,10 +260,11 @@ def _simulate(
             requests,
             sched,
             cost,
-            depth=tree.max_depth,
+            depth=max(tree.max_depth, nodes),
             log=log,
             on_finish=bar.update if bar is not None else None,
             padded_attention=sc.serving.attention_context == "max",
+            speculation=speculation,
         )
         res = engine.run()
     finally:
@@ -282,6 +304,7 @@ def _simulate(
         "workload_mode": requests.mode,
         "seed": seed,
         "expected_tokens_per_step": acc_model.mean_tokens_per_step() if acc_model else 1.0,
+        "policy": policy_summary(sc.spec.policy, res.k_hist),
     }
     metrics["warnings"] = warnings
     metrics["wall_s"] = wall

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from .policy import Seen, Speculation
 from .scheduler import Scheduler
 from .stepcost import StepCost
 from .workload import RequestSet
@@ -71,6 +72,8 @@ class EngineResult:
     # sequence-steps that drafted anything (None: every decode step drafted `nodes`).
     drafted_tokens: int | None = None
     drafting_steps: int | None = None
+    # With a speculation policy: iterations by the k they ran at (index = k).
+    k_hist: list[int] | None = None
     log: list[tuple[str, float, int]] | None = None
 
 
@@ -86,6 +89,8 @@ class Engine:
         depth: most drafts one step can accept (for metrics).
         log: keep an ``(event, time, request | batch)`` log (for exact-time tests).
         on_finish: called with the number of requests just finished (progress bars).
+        speculation: a speculation policy with its draws and pricers per k (None: the
+            scheduler's fixed k and ``cost`` for every iteration).
     """
 
     def __init__(
@@ -98,8 +103,12 @@ class Engine:
         log: bool = False,
         on_finish: Callable[[int], None] | None = None,
         padded_attention: bool = False,
+        speculation: Speculation | None = None,
     ):
         self.env = simpy.Environment()
+        self.spec = speculation
+        self._last_batch = 0  # sequences in the last iteration (what a policy sees)
+        self._run_obs: Seen | None = None
         # True: decode iterations are priced at the batch's longest context, not the mean
         # (serving.attention_context: max).
         self.padded = padded_attention
@@ -132,7 +141,10 @@ class Engine:
             batch_hist=[0] * (scheduler.max_num_seqs + 1),
             kv_cache_tokens=scheduler.capacity,
             log=self.log,
+            k_hist=None if speculation is None else [0] * (speculation.policy.kmax + 1),
         )
+        if speculation is not None:
+            scheduler.count_drafts = True
 
     # ------------------------------------------------------------------ arrivals
 
@@ -187,7 +199,7 @@ class Engine:
         self._res.kv_peak_tokens = self.s.kv_peak
         self._res.num_preemptions = self.s.num_preemptions
         self._res.generated = self.s.gen
-        if self.s.dcum is not None:
+        if self.s.dcum is not None or self.s.count_drafts:
             self._res.drafted_tokens = self.s.drafted_tokens
             self._res.drafting_steps = self.s.drafting_steps
         return self._res
@@ -201,6 +213,10 @@ class Engine:
                 self._clients_pending = False
                 yield env.timeout(0)
             now = env.now
+            if self.spec is not None:
+                k = self.spec.policy.decide(self._policy_batch())
+                if k != s.nodes:
+                    self._switch(k, now)
             chunks = s.plan(now, log)
             batch = len(s.decoding)
             if not chunks and batch == 0:
@@ -208,7 +224,10 @@ class Engine:
                 yield self._idle
                 self._idle = None
                 continue
+            obs = None
             if chunks:
+                if batch and self.spec is not None and self.spec.policy.observes:
+                    obs = self._observed(1)
                 ctx = self._priced_ctx(1)[0] if batch else 0.0
                 drafts = s.drafts_ahead(1) if batch else None
                 ms = self.cost.mixed_ms(batch, ctx, [(c, pre) for _, c, pre in chunks], drafts)
@@ -218,7 +237,13 @@ class Engine:
                     log.append(("iteration", now + delay, batch + len(chunks)))
             else:
                 n, delay = self._plan_run(now, batch)
+                obs = self._run_obs
             res.iterations += n
+            if res.k_hist is not None:
+                res.k_hist[s.nodes] += n
+                if obs is not None:
+                    self.spec.policy.observe(batch, s.nodes, obs.head(n))  # type: ignore[union-attr]
+                self._last_batch = batch + len(chunks)
             if batch * s.query > s.max_batched_tokens:
                 res.budget_exceeded_iterations += n
             res.runs += 1
@@ -256,6 +281,44 @@ class Engine:
                 if self.on_finish is not None:
                     self.on_finish(len(done))
 
+    def _switch(self, k: int, now: float) -> None:
+        """Run the next iterations at ``k`` (a policy's decision; logged as ``("k", now,
+        k)``)."""
+        if self.log is not None:
+            self.log.append(("k", now, k))
+        d = self.spec.draws(k)  # type: ignore[union-attr]
+        self.s.set_k(k, d.cum, d.drafted_cum, d.drafting_cum)
+        self.cost = self.spec.cost(k)  # type: ignore[union-attr]
+
+    def _policy_batch(self) -> int:
+        """The batch size the policy counts by (:attr:`~.policy.Policy.counts`)."""
+        s, counts = self.s, self.spec.policy.counts  # type: ignore[union-attr]
+        if counts == "decoding":
+            return len(s.decoding)
+        if counts == "running":
+            return len(s.running)
+        return self._last_batch
+
+    def _observed(self, n: int) -> Seen:
+        """What the decode batch accepts in each of the next ``n`` iterations at the
+        current k — what the engine's own counters report after each iteration."""
+        s = self.s
+        if n == 1:  # most calls (mixed iterations): no [B, n] arrays
+            p = s.ptr[s.dec_ids]
+            one = s.cum[p + 1] - s.cum[p]
+            b = one.shape[0]
+            drafted = b * s.nodes if s.dcum is None else int((s.dcum[p + 1] - s.dcum[p]).sum())
+            return Seen(
+                np.array([int(one.sum()) - b]),
+                np.array([int((one > s.nodes).sum())]),
+                np.array([drafted]),
+            )
+        tok = s.tokens_ahead(n)
+        b = tok.shape[0]
+        drafts = s.drafts_ahead(n)
+        drafted = np.full(n, b * s.nodes, dtype=np.int64) if drafts is None else drafts[0]
+        return Seen(tok.sum(axis=0) - b, (tok > s.nodes).sum(axis=0), drafted)
+
     def _priced_ctx(self, n: int) -> np.ndarray:
         """Context the next ``n`` decode iterations are priced at (mean or longest)."""
         s = self.s
@@ -267,6 +330,16 @@ class Engine:
         """Plan ``n`` decode-only iterations up to the next decision; return (n, seconds)."""
         s, cost = self.s, self.cost
         n = min(s.steps_to_finish(), MAX_RUN_ITERATIONS)
+        self._run_obs = None
+        if self.spec is not None:
+            # A policy that may change k after an iteration makes it a decision point.
+            pol = self.spec.policy
+            if pol.observes:
+                seen = self._run_obs = self._observed(n)
+            else:
+                z = np.zeros(n, dtype=np.int64)
+                seen = Seen(z, z, z)
+            n = pol.horizon(batch, s.nodes, seen)
         t_next = math.inf
         if not s.waiting and len(s.running) < s.max_num_seqs:
             # An arrival could be admitted at once: the run must stop at the first

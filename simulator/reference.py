@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .loading import _submodel
 from .schema import Scenario
 
 HEADER = """\
@@ -90,6 +89,20 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`" if value is not None else "-"
 
 
+def _submodels(annotation: Any) -> list[type[BaseModel]]:
+    """Every pydantic model inside an annotation (each member of a union, list and dict
+    items), in order."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _submodels(args[0])
+    if origin in (typing.Union, types.UnionType, list, tuple, dict):
+        return [m for a in args for m in _submodels(a)]
+    return []
+
+
 def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
     order: list[type[BaseModel]] = []
 
@@ -98,8 +111,7 @@ def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
             return
         order.append(m)
         for f in m.model_fields.values():
-            sub = _submodel(f.annotation)
-            if sub is not None:
+            for sub in _submodels(f.annotation):
                 visit(sub)
 
     visit(root)
@@ -116,10 +128,10 @@ def scenario_reference() -> str:
     paths = {Scenario: ""}
     for m in _models(Scenario):
         for name, f in m.model_fields.items():
-            sub = _submodel(f.annotation)
-            if sub is not None and sub not in paths:
-                key = f.alias or name
-                paths[sub] = f"{paths[m]}.{key}" if paths[m] else key
+            for sub in _submodels(f.annotation):
+                if sub not in paths:
+                    key = f.alias or name
+                    paths[sub] = f"{paths[m]}.{key}" if paths[m] else key
     for m in _models(Scenario):
         where = paths.get(m, "")
         title = f"{m.__name__}" + (f" (`{where}`)" if where else " (top level)")

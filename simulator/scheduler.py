@@ -83,6 +83,10 @@ class Scheduler:
         self.off = off
         self.nodes = nodes
         self.query = nodes + 1
+        # Speculative slots a `queue` reservation holds: the largest k a policy may pick
+        # (set_k changes `nodes` per iteration; reservations must not drift with it).
+        self.reserve_nodes = nodes
+        self.count_drafts = False  # set_k callers: book drafted tokens per step too
         self.max_num_seqs = max_num_seqs
         self.max_batched_tokens = max_batched_tokens
         self.capacity = kv_cache_tokens
@@ -166,7 +170,7 @@ class Scheduler:
                     break
                 self.pf_reserved += pf
             else:
-                need = self.prompt_l[r] + self.output_l[r] + self.nodes
+                need = self.prompt_l[r] + self.output_l[r] + self.reserve_nodes
                 if self.reserved + need > self.capacity:
                     break
                 self.reserved += need
@@ -223,21 +227,43 @@ class Scheduler:
             self.gen[r] = g
             if g >= self.output_l[r]:
                 continue  # done: the engine retires it
-            # Decode from here: find the step at which it reaches its output length.
-            p = int(self.ptr[r])
-            lo = int(self.off[r])
-            block = self.cum[p : lo + self.output_l[r] + 1]
-            self.fin[r] = p + int(np.searchsorted(block, self.cum[p] + self.output_l[r] - g))
+            self._set_fin(r, g)  # decode from here
             self.decoding.append(r)
             self._dec_ids = None
             self.dec_ctx += self.prompt_l[r] + g
         return completed
 
+    def _set_fin(self, r: int, g: int) -> None:
+        """The step at which request ``r`` (``g`` tokens generated) reaches its output
+        length, at the current per-step draws."""
+        p = int(self.ptr[r])
+        block = self.cum[p : int(self.off[r]) + self.output_l[r] + 1]
+        self.fin[r] = p + int(np.searchsorted(block, self.cum[p] + self.output_l[r] - g))
+
+    def set_k(
+        self,
+        k: int,
+        cum: np.ndarray,
+        drafted_cum: np.ndarray | None,
+        drafting_cum: np.ndarray | None,
+    ) -> None:
+        """Speculate ``k`` tokens per sequence from the next iteration on (a speculation
+        policy's decision), with the per-step draws at that k (same slots as the current
+        ones: a step's random numbers do not depend on its k). Decoding requests' finishing
+        steps are recomputed from where they stand."""
+        self.nodes = k
+        self.query = k + 1
+        self.cum = cum
+        self.dcum = drafted_cum
+        self.scum = drafting_cum
+        for r in self.decoding:
+            self._set_fin(r, int(self.gen[r]))
+
     def retire(self, r: int) -> None:
         """Remove a finished request from the running set and free its cache."""
         self.running.remove(r)
         if not self.recompute:
-            self.reserved -= self.prompt_l[r] + self.output_l[r] + self.nodes
+            self.reserved -= self.prompt_l[r] + self.output_l[r] + self.reserve_nodes
         if r in self.decoding:
             self.decoding.remove(r)
             self._dec_ids = None
@@ -255,6 +281,11 @@ class Scheduler:
         the next ``n`` iterations (column 0 is 0)."""
         p = self.ptr[self.dec_ids]
         return self.cum[p[:, None] + np.arange(n)] - self.cum[p][:, None]
+
+    def tokens_ahead(self, n: int) -> np.ndarray:
+        """[B, n]: tokens each decoding request draws in each of the next ``n`` iterations
+        (accepted + bonus, before the cut at the output length)."""
+        return np.diff(self._drawn_ahead(n + 1), axis=1)
 
     def context_ahead(self, n: int) -> np.ndarray:
         """Σ context (prompt + generated) of the decode batch before each of the next
@@ -314,4 +345,7 @@ class Scheduler:
         if self.dcum is not None and self.scum is not None:
             self.drafted_tokens += int((self.dcum[p1] - self.dcum[p]).sum())
             self.drafting_steps += int((self.scum[p1] - self.scum[p]).sum())
+        elif self.count_drafts and self.nodes:
+            self.drafted_tokens += ids.size * n * self.nodes
+            self.drafting_steps += ids.size * n
         return ids[p1 >= self.fin[ids]], int(drawn.sum()), emitted

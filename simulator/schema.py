@@ -30,6 +30,7 @@ from .loading import (  # noqa: F401
     validate_model,
     validation_error_line,
 )
+from .policy_schema import PolicySpec
 from .profile_schema import (  # noqa: F401  (re-exported: the contracts' one home)
     AcceptanceCounts,
     AcceptanceProfile,
@@ -295,11 +296,32 @@ class SpecConfig(Frozen):
     """k, the draft length of a chain (0 = plain decoding)."""
     tree: TreeSpec | None = None
     """A tree instead of a chain."""
+    policy: PolicySpec | None = None
+    """How k is chosen at each iteration (default: fixed at num_spec_tokens, which is then
+    the largest k the policy may pick; SGLang's initial one): kind fixed, batch_schedule
+    (vLLM), trtllm_dynamic, sglang_adaptive or goodput (docs/policies.md)."""
 
     @model_validator(mode="after")
     def _shape(self) -> SpecConfig:
         if self.tree is not None and self.drafter == "none":
             raise ValueError("@tree: a tree needs a drafter (spec.drafter is none)")
+        if self.policy is not None and self.policy.kind != "fixed":
+            if self.tree is not None:
+                raise ValueError("@policy: speculation policies choose a chain's k (no tree)")
+            if self.drafter == "none" or self.num_spec_tokens == 0:
+                raise ValueError("@policy: a policy needs a drafter and num_spec_tokens > 0")
+            sched = getattr(self.policy, "draft_len_schedule", None)
+            if sched:
+                if sched[min(sched)] != self.num_spec_tokens:
+                    raise ValueError(
+                        "@policy.draft_len_schedule: the smallest batch size must map to "
+                        f"num_spec_tokens ({self.num_spec_tokens}), as TensorRT-LLM requires"
+                    )
+                if max(sched.values()) > self.num_spec_tokens:
+                    raise ValueError(
+                        "@policy.draft_len_schedule: a draft length exceeds num_spec_tokens "
+                        f"({self.num_spec_tokens})"
+                    )
         return self
 
 

@@ -14,7 +14,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simkit import drafter_acceptance, make_rs, write_profiles
+from simkit import (
+    DRAFT_SMALL,
+    TARGET_SMALL,
+    drafter_acceptance,
+    make_rs,
+    planned_and_stepped,
+    random_changes,
+    stable,
+    write_profiles,
+)
 
 from spectune.simulator import api, engine
 from spectune.simulator.acceptance import draw_request_steps
@@ -243,69 +252,6 @@ def test_request_larger_than_kv_cache_is_an_input_error(folder: Path) -> None:
 # ---------------------------------------------------------------------------- invariants
 
 
-class CheckingScheduler(Scheduler):
-    """Recomputes KV use from scratch after every plan() and checks the limits."""
-
-    def plan(self, now: float, log: list | None = None) -> list[tuple[int, int, int]]:
-        chunks = super().plan(now, log)
-        assert len(self.running) <= self.max_num_seqs
-        if self.recompute:
-            kv = sum(self.pf_len[r] for r in self.prefilling) + sum(
-                self.prompt_l[r] + int(self.gen[r]) + self.nodes for r in self.decoding
-            )
-        else:
-            kv = sum(self.prompt_l[r] + self.output_l[r] + self.nodes for r in self.running)
-        assert kv == self.kv_used() <= self.capacity
-        dec_tokens = len(self.decoding) * self.query
-        assert sum(c for _, c, _ in chunks) <= max(0, self.max_batched_tokens - dec_tokens)
-        return chunks
-
-
-def random_changes(draw: Any) -> dict[str, Any]:
-    n = draw(st.integers(1, 10))
-    prompt = draw(st.integers(1, 40))
-    out_hi = draw(st.integers(1, 30))
-    k = draw(st.integers(0, 4))
-    mode = draw(st.sampled_from(["offline", "open", "closed"]))
-    workload: dict[str, Any] = {
-        "mode": mode,
-        "num_requests": n,
-        "prompt_tokens": {"dist": "uniform", "low": 1, "high": prompt},
-        "output_tokens": {"dist": "uniform", "low": 1, "high": out_hi},
-    }
-    if mode == "open":
-        workload["arrival"] = {"process": "poisson", "rate_per_s": draw(st.sampled_from([5, 50]))}
-    if mode == "closed":
-        workload["concurrency"] = draw(st.integers(1, 4))
-    acc = draw(st.lists(st.sampled_from([0.0, 0.3, 0.8, 1.0]), min_size=1, max_size=4))
-    drafter = draw(st.sampled_from(["none", "small", "ngram", "skip"]))
-    spec: dict[str, Any] = {"drafter": drafter, "num_spec_tokens": k}
-    if drafter != "none" and draw(st.booleans()):
-        spec["tree"] = draw(
-            st.sampled_from([{"paths": [[0], [1], [0, 0]]}, {"budget": 5, "depth": 3}])
-        )
-        k = 5  # the largest tree above: KV room below is sized for it
-    ranked = draw(st.lists(st.sampled_from([0.0, 0.4, 0.9, 1.0]), min_size=1, max_size=3))
-    return {
-        "workload": workload,
-        "serving": {
-            "max_num_seqs": draw(st.integers(1, 4)),
-            "max_batched_tokens": draw(st.integers(8, 64)),
-            "kv_cache_tokens": prompt + out_hi + k + draw(st.integers(0, 60)),
-            "preemption": draw(st.sampled_from(["recompute", "queue"])),
-            "attention_context": draw(st.sampled_from(["mean", "max"])),
-        },
-        "spec": spec,
-        "seed": draw(st.integers(0, 3)),
-        **drafter_acceptance(
-            "ngram" if drafter == "none" else drafter,
-            acc,
-            spread=draw(st.sampled_from([0.0, 0.2])),
-            ranked=ranked,
-        ),
-    }
-
-
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -313,14 +259,8 @@ def random_changes(draw: Any) -> dict[str, Any]:
 def test_invariants(folder: Path, data: st.DataObject, monkeypatch: pytest.MonkeyPatch) -> None:
     changes = random_changes(data.draw)
     rs = make_rs(folder, changes)
-    target, draft = ConstantLatency(2.0, 0.1, 0.001), ConstantLatency(0.5, 0.02)
-    a = api.simulate(rs, target_latency=target, draft_latency=draft)
-    with monkeypatch.context() as mp:
-        # One iteration per planned run: every iteration passes through the checks, and
-        # the event-skipping runs must reproduce it exactly.
-        mp.setattr(engine, "MAX_RUN_ITERATIONS", 1)
-        mp.setattr(api, "Scheduler", CheckingScheduler)
-        b = api.simulate(rs, target_latency=target, draft_latency=draft)
+    a, b = planned_and_stepped(rs, monkeypatch)  # decisions at every iteration == runs
+    target, draft = TARGET_SMALL, DRAFT_SMALL
     e, m = a.engine, a.metrics
     n = m["num_requests"]
     # Every request finished, exactly at its output length, after arriving and its TTFT.
@@ -341,14 +281,7 @@ def test_invariants(folder: Path, data: st.DataObject, monkeypatch: pytest.Monke
     np.testing.assert_allclose(e.finish_s, b.engine.finish_s, rtol=1e-12, atol=1e-12)
     # Deterministic for a seed.
     c = api.simulate(rs, target_latency=target, draft_latency=draft)
-    assert _stable(c.metrics) == _stable(m)
-
-
-def _stable(m: dict) -> dict:
-    # Wall time, and how many latency calls the engine's pricing made (an implementation
-    # detail of event skipping), are not results.
-    skip = ("wall_s", "events_per_s", "latency_extrapolated_calls")
-    return {k: v for k, v in m.items() if k not in skip}
+    assert stable(c.metrics) == stable(m)
 
 
 @settings(max_examples=25, deadline=None)
@@ -392,7 +325,7 @@ def test_k0_identical_to_drafter_none(folder: Path, seed: int, mode: str) -> Non
     }
     none = api.simulate(make_rs(folder, {**base, "spec": {"drafter": "none"}}))
     k0 = api.simulate(make_rs(folder, {**base, "spec": {"drafter": "small", "num_spec_tokens": 0}}))
-    assert _stable(none.metrics) == _stable(k0.metrics)
+    assert stable(none.metrics) == stable(k0.metrics)
 
 
 # ---------------------------------------------------------------------------- closed form
@@ -457,7 +390,7 @@ GOLDEN_CASES = {
 def _golden_view(m: dict[str, Any]) -> dict[str, Any]:
     import json
 
-    return json.loads(json.dumps(_stable(m)))
+    return json.loads(json.dumps(stable(m)))
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
