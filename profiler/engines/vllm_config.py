@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import json
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,6 +87,15 @@ class VllmSpec:
         k: ``num_speculative_tokens``.
         lookup_min, lookup_max: the n-gram sizes prompt lookup tries (``ngram``).
         model: the draft model's directory (``draft_model``).
+        bands: a batch-size schedule (None: k at every batch size): inclusive ``(lo, hi,
+            k)`` ranges, written as vLLM's ``num_speculative_tokens_per_batch_size``
+            (vLLM >= 0.24). vLLM's scheduler looks the k it drafts next up by the number
+            of requests it scheduled in the step; a batch size in a gap takes the previous
+            range's k, past the last range the last k, and every k is capped at ``k``
+            (``num_speculative_tokens``, the window). Checked here by vLLM's rules
+            (``vllm/v1/spec_decode/dynamic/utils.py``): the first range starts at 1,
+            ranges do not overlap, k >= 0. ``ngram`` and ``draft_model`` only (the
+            fixed-width proposer drafts its width file's count).
     """
 
     method: Literal["ngram", "draft_model", "fixed"]
@@ -93,10 +103,19 @@ class VllmSpec:
     lookup_min: int | None = None
     lookup_max: int | None = None
     model: str | None = None
+    bands: tuple[tuple[int, int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 32:
             raise InputError(f"k must be in 1..32, got {self.k}", field="num_spec_tokens")
+        if self.bands is not None:
+            object.__setattr__(self, "bands", check_bands(self.bands))
+            if self.method == "fixed":
+                raise InputError(
+                    "the fixed-width proposer drafts its width file's count: a batch-size "
+                    "schedule needs ngram or draft_model",
+                    field="num_speculative_tokens_per_batch_size",
+                )
         if self.method == "draft_model" and not self.model:
             raise InputError("a draft_model spec needs the drafter's directory", field="model")
         if self.method == "ngram":
@@ -110,27 +129,76 @@ class VllmSpec:
     def config(self) -> dict[str, Any]:
         """vLLM's ``speculative_config``."""
         if self.method == "ngram":
-            return {
+            cfg: dict[str, Any] = {
                 "method": "ngram",
                 "num_speculative_tokens": self.k,
                 "prompt_lookup_min": self.lookup_min or 1,
                 "prompt_lookup_max": self.lookup_max or self.lookup_min or 1,
             }
-        if self.method == "draft_model":
-            return {"method": "draft_model", "model": self.model, "num_speculative_tokens": self.k}
-        return {
-            "method": "custom_class",
-            "model": FIXED_WIDTH_PROPOSER,
-            "num_speculative_tokens": self.k,
-        }
+        elif self.method == "draft_model":
+            cfg = {"method": "draft_model", "model": self.model, "num_speculative_tokens": self.k}
+        else:
+            cfg = {
+                "method": "custom_class",
+                "model": FIXED_WIDTH_PROPOSER,
+                "num_speculative_tokens": self.k,
+            }
+        if self.bands is not None:
+            cfg["num_speculative_tokens_per_batch_size"] = [list(b) for b in self.bands]
+        return cfg
 
     def label(self) -> str:
         if self.method == "ngram":
             lo = self.lookup_min or 1
-            return f"ngram[{lo}-{self.lookup_max or lo}] k={self.k}"
-        if self.method == "draft_model":
-            return f"draft_model({Path(self.model or '').name}) k={self.k}"
-        return f"fixed-width k={self.k}"
+            text = f"ngram[{lo}-{self.lookup_max or lo}] k={self.k}"
+        elif self.method == "draft_model":
+            text = f"draft_model({Path(self.model or '').name}) k={self.k}"
+        else:
+            text = f"fixed-width k={self.k}"
+        if self.bands is not None:
+            text += " by batch " + bands_label(self.bands)
+        return text
+
+
+def check_bands(bands: Any) -> tuple[tuple[int, int, int], ...]:
+    """A batch-size schedule checked by vLLM's rules (:class:`VllmSpec`), sorted by its
+    first batch size, as a tuple of ``(lo, hi, k)``.
+
+    Raises:
+        InputError: not a non-empty list of 3-item ranges of integers, a range that is not
+            positive or ends before it starts, k < 0, overlapping ranges, or a first range
+            that does not start at 1.
+    """
+    name = "num_speculative_tokens_per_batch_size"
+    if isinstance(bands, str | bytes) or not bands:
+        raise InputError("needs at least one (lo, hi, k) range", field=name)
+    out: list[tuple[int, int, int]] = []
+    for b in bands:
+        if isinstance(b, str | bytes) or len(b) != 3:
+            raise InputError(f"each range is (lo, hi, k), got {b!r}", field=name)
+        if not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in b):
+            raise InputError(f"range {list(b)}: lo, hi and k must be integers", field=name)
+        lo, hi, k = (int(x) for x in b)
+        if lo < 1 or hi < lo:
+            raise InputError(f"range [{lo}, {hi}] must have 1 <= lo <= hi", field=name)
+        if k < 0:
+            raise InputError(f"range [{lo}, {hi}]: k must be >= 0, got {k}", field=name)
+        out.append((lo, hi, k))
+    out.sort()
+    end = 0
+    for lo, hi, _ in out:
+        if lo <= end:
+            raise InputError(f"range [{lo}, {hi}] overlaps the one before it", field=name)
+        end = hi
+    if out[0][0] != 1:
+        raise InputError("the first range must start at batch size 1", field=name)
+    return tuple(out)
+
+
+def bands_label(bands: Any) -> str:
+    """``[1-2:3, 3-4:4, 5-8:3]``: each range's batch sizes and its k."""
+    parts = [f"{lo}:{k}" if lo == hi else f"{lo}-{hi}:{k}" for lo, hi, k in bands]
+    return "[" + ", ".join(parts) + "]"
 
 
 @dataclass(frozen=True)
@@ -182,8 +250,12 @@ class VllmSettings:
         return "eager" if self.enforce_eager else "compiled"
 
     def key(self) -> str:
-        """A short stable name of this configuration (file names, grouping)."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=str).encode()
+        """A short stable name of this configuration (file names, grouping); a spec
+        without a batch-size schedule keeps the key it had before schedules existed."""
+        d = asdict(self)
+        if d["spec"] is not None and d["spec"]["bands"] is None:
+            del d["spec"]["bands"]
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def label(self) -> str:
