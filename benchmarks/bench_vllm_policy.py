@@ -542,7 +542,7 @@ def markdown(plan: dict[str, Any], levels: list[dict[str, Any]], meta: dict[str,
         f"- predictions: `simulate` of the same scenario, workload mode closed at the level's "
         f"concurrency with the live run's `num_requests` (seed {plan['seed']}, the same "
         "requests), vLLM's serving limits as above, `spec.policy: {kind: batch_schedule, "
-        "bands: ...}` for the schedule",
+        "bands: ...}` for the schedule; spectune at " + meta["git"],
         "",
         "## Per level",
         "",
@@ -910,6 +910,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {
         "vllm": vllm_version() or "?",
         "cpu": _cpu_name(),
+        "git": _git_state(),
         "cores": os.cpu_count(),
         "load": f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—",
         "wall": f"{walls:.0f} s over {len(rows)} runs"
@@ -924,6 +925,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.write_text(text + "\n" + ANALYSIS + (kept or "\n"))
     print(text)
     return 0
+
+
+def _git_state() -> str:
+    """The commit the predictions were made at, and whether the simulator or tuner had
+    uncommitted changes then."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=False)
+        return r.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    dirty = git("status", "--porcelain", "--", "simulator", "tuner")
+    return f"commit {head}" + (" (simulator/ or tuner/ with uncommitted changes)" if dirty else "")
 
 
 def _cpu_name() -> str:

@@ -513,7 +513,9 @@ def build_policy(
         step_ms: the cost table (:func:`reference_step_ms`).
     """
     if spec.kind == "batch_schedule":
-        return BatchSchedule(kmax, [tuple(b) for b in spec.bands], max_batch)
+        sched = BatchSchedule(kmax, [tuple(b) for b in spec.bands], max_batch)
+        sched.counts = spec.counts
+        return sched
     if spec.kind == "goodput":
         return Goodput(kmax, step_ms, spec.window_iterations)
     if spec.kind == "trtllm_dynamic":

@@ -46,6 +46,11 @@ class BatchSchedulePolicy(Frozen):
     """Inclusive ``[first batch size, last batch size, k]`` ranges, the first starting at
     1, not overlapping; a batch size in a gap takes the previous range's k, past the last
     range the last k; each k is capped at ``spec.num_spec_tokens`` (vLLM's rules)."""
+    counts: Literal["scheduled", "decoding", "running"] = "scheduled"
+    """Which batch size the engine looks k up by: scheduled = the requests the last
+    iteration scheduled (vLLM: the k drafted there is verified next); decoding = the
+    decode batch about to run (SGLang's adaptive slots); running = the requests admitted
+    before this iteration's scheduling (TensorRT-LLM)."""
 
     @model_validator(mode="after")
     def _ranges(self) -> BatchSchedulePolicy:

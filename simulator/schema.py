@@ -345,6 +345,13 @@ class SearchSpace(Frozen):
     """Tree depths to search (empty: each budget's best depth)."""
     max_num_seqs: _bounded_list(NumSeqs) = Field(default_factory=list)  # type: ignore[valid-type]
     """Batch caps to search (empty: serving.max_num_seqs only)."""
+    policies: list[Literal["fixed", "schedule", "cutoff", "sglang_adaptive", "goodput"]] = Field(
+        default_factory=lambda: ["fixed"], max_length=5
+    )
+    """Speculation policies to search for chains: fixed k; the per-batch-size schedule
+    (priced per band, simulated); cutoff (k up to a batch size, none above); SGLang's
+    adaptive speculation (built-in slots); goodput per step (no engine runs it: a
+    reference). docs/policies.md."""
     objective: Literal["auto", "throughput", "goodput", "latency"] = "auto"
     """What ``spectune recommend`` optimises when --objective is not given; auto = latency
     (TPOT at the SLO percentile) for open-loop workloads, throughput otherwise."""

@@ -34,6 +34,10 @@ KIND = {"draft_model": "draft_model", "self": "self", "ngram": "ngram", "suffix"
 TREE = ((0,), (1,), (0, 0), (1, 0))  # 2 levels of 2: every node of a level has one child
 SCHEDULE = [(1, 1, 4), (2, 4, 3), (5, 8, 2), (9, 16, 0)]
 RISING = [(1, 1, 2), (2, 4, 4), (5, 16, 1)]  # batch-1 k below a later band's
+CUTOFF = [(1, 4, 3), (5, 16, 0)]  # speculation policy "cutoff": k = 3 up to batch 4
+# Speculation policies as simulated (SpecChoice.policy): the bands travel in the choice.
+POLICY_SHAPES = {"policy-schedule": "schedule", "cutoff": "cutoff", "adaptive": "sglang_adaptive"}
+POLICY_SHAPES["goodput"] = "goodput"
 CAP, TOKENS = 16, 4096
 
 # Where each parser runs: the parser folders first on PYTHONPATH (None = the environment's
@@ -63,7 +67,8 @@ class Case:
 
 def choice(method: str, shape: str) -> tuple[SpecChoice, list | None]:
     """The configuration of ``method`` in ``shape`` (plain | chain | schedule | rising |
-    tree), with the tiny checkpoints as models."""
+    tree, or a speculation policy of :data:`POLICY_SHAPES`), with the tiny checkpoints as
+    models. Returns the choice and the bands that should reach the engine."""
     base = {
         "max_num_seqs": CAP,
         "max_num_batched_tokens": TOKENS,
@@ -82,9 +87,12 @@ def choice(method: str, shape: str) -> tuple[SpecChoice, list | None]:
         tree_paths=TREE if shape == "tree" else None,
         draft_model=str(MODELS / "tiny-llama-draft") if method != "mtp" else None,
         self_layers=1 if method == "self" else None,
+        policy=POLICY_SHAPES.get(shape, "fixed"),
+        bands={"policy-schedule": tuple(SCHEDULE), "cutoff": tuple(CUTOFF)}.get(shape),
         **base,
     )
-    return c, {"schedule": SCHEDULE, "rising": RISING}.get(shape)
+    bands = {"schedule": SCHEDULE, "rising": RISING, "policy-schedule": SCHEDULE}.get(shape)
+    return c, bands if shape != "cutoff" else CUTOFF
 
 
 def cases() -> list[Case]:
@@ -93,7 +101,9 @@ def cases() -> list[Case]:
     for engine, versions in VERSIONS.items():
         for caps in versions:
             shapes = [("plain", "plain")] + [
-                (m, s) for m in METHODS for s in ("chain", "schedule", "rising", "tree")
+                (m, s)
+                for m in METHODS
+                for s in ("chain", "schedule", "rising", "tree", *POLICY_SHAPES)
             ]
             for method, shape in shapes:
                 c, bands = choice(method, shape)

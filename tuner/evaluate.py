@@ -26,6 +26,7 @@ from spectune.simulator.scenario import ResolvedScenario, auto_kv_cache_tokens
 from spectune.simulator.schema import Slo
 from spectune.simulator.tree import Tree
 
+from .policies import policy_spec, schedule_bands
 from .space import Config
 
 T = TypeVar("T")
@@ -131,7 +132,10 @@ class Evaluator:
         seed: int = 0,
         num_requests: int | None = None,
         simulate: Any = None,
+        engine: str | None = None,
     ):
+        self.engine = engine  # the engine policies are simulated for (its batch count)
+        self._bands: dict[tuple[str, int, int], list] = {}
         if simulate is None:
             from spectune.simulator import simulate as simulate
         self._simulate = simulate
@@ -173,7 +177,21 @@ class Evaluator:
             body["tree"] = tree.paths()
         else:
             body["k"] = c.num_spec_tokens
+        policy = self.policy(c)
+        if policy is not None:
+            body["policy"] = policy
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    def policy(self, config: Config) -> dict[str, Any] | None:
+        """The ``spec.policy`` ``config`` runs (None: fixed k), as simulated and emitted."""
+        c = config.normalized()
+        if c.policy != "schedule" or not c.speculates or c.is_tree:
+            return policy_spec(self.base, c, self.engine)
+        cap = c.max_num_seqs or self.base.scenario.serving.max_num_seqs
+        k = (c.drafter, c.num_spec_tokens, cap)
+        if k not in self._bands:
+            self._bands[k] = schedule_bands(self.base, c)
+        return policy_spec(self.base, c, self.engine, self._bands[k])
 
     def scenario_for(
         self, config: Config, base: ResolvedScenario | None = None
@@ -185,13 +203,21 @@ class Evaluator:
             rs = rs.with_serving(max_num_seqs=c.max_num_seqs)
         tree = self.tree(c)
         if not c.speculates:
-            rs = rs.with_spec(drafter="none", num_spec_tokens=0, tree=None)
+            rs = rs.with_spec(drafter="none", num_spec_tokens=0, tree=None, policy=None)
         elif tree is not None:
             rs = rs.with_spec(
-                drafter=c.drafter, num_spec_tokens=tree.max_depth, tree={"paths": tree.paths()}
+                drafter=c.drafter,
+                num_spec_tokens=tree.max_depth,
+                tree={"paths": tree.paths()},
+                policy=None,
             )
         else:
-            rs = rs.with_spec(drafter=c.drafter, num_spec_tokens=c.num_spec_tokens, tree=None)
+            rs = rs.with_spec(
+                drafter=c.drafter,
+                num_spec_tokens=c.num_spec_tokens,
+                tree=None,
+                policy=self.policy(c),
+            )
         if rs.scenario.serving.kv_cache_tokens == "auto":
             # The KV pool shrinks by the draft model's weights and cache: re-derive per drafter.
             kv = auto_kv_cache_tokens(rs.scenario, rs.target, rs.drafters, rs.source)

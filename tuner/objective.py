@@ -193,7 +193,8 @@ class TrialObjective:
         ev = self.evaluator.cached(key) or self._from_study(trial, key)
         trial.set_user_attr("cached", ev is not None)
         if ev is None:
-            if self.screen is not None:
+            if self.screen is not None and config.policy == "fixed":
+                # (the closed form bounds a fixed k; a policy's k varies with the batch)
                 reason = self.screen.reason(config, self.evaluator.tree(config), self.best)
                 if reason is not None:
                     u = self.screen.bound(config, self.evaluator.tree(config))

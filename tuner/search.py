@@ -32,6 +32,7 @@ CLI prints the closest config before exiting 2.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -96,6 +97,9 @@ class SearchSettings:
     overrides: tuple[str, ...] = ()
     helpers: Helpers | None = None
     worker_limit: int | None = None
+    # The engine speculation policies are simulated for (its batch-size count):
+    # recommend --emit's engine; None = vLLM's.
+    engine: str | None = None
 
 
 @dataclass
@@ -283,7 +287,11 @@ def search_stage(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) 
     total = total_requests(rs)
     search_n = min(total, s.search_requests or DEFAULT_SEARCH_REQUESTS)
     search = Evaluator(
-        rs, seed=seed, num_requests=search_n if search_n < total else None, simulate=simulate
+        rs,
+        seed=seed,
+        num_requests=search_n if search_n < total else None,
+        simulate=simulate,
+        engine=s.engine,
     )
     configs = grid(dims)
     n_trials = s.trials or min(len(configs), DEFAULT_TRIALS)
@@ -365,7 +373,11 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
         search
         if final_n == search_n
         else Evaluator(
-            rs, seed=seed, num_requests=final_n if final_n < total else None, simulate=simulate
+            rs,
+            seed=seed,
+            num_requests=final_n if final_n < total else None,
+            simulate=simulate,
+            engine=s.engine,
         )
     )
     ranked = rank(evals, objective)
@@ -396,16 +408,21 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
     own = spec_config(rs)
     if own is not None and own.speculates:
         extra[f"scenario spec ({own.label()})"] = own
+    extra.update(policy_rows(top, ref_drafter))
     batch = [Config(), *finalists_cfg, *extra.values()]
     workers = s.workers if s.workers is not None else default_workers()
     done = final.evaluate_many(batch, workers)
     plain_final = done[0]
     # Every configuration simulated at final fidelity competes for the pick: the search's
     # order at its (shorter) fidelity can differ, e.g. when the prefix misses later bursts.
-    unique = {e.key: e for e in done}
+    # A policy the search space does not list is shown, not picked.
+    unique = {e.key: e for e in done if e.config.policy in ("fixed", *dims.policies)}
     finalists = rank(list(unique.values()), objective)
     best = finalists[0]
     defaults = dict(zip(extra, done[1 + len(finalists_cfg) :], strict=True))
+    fixed = [e for e in finalists if e.config.speculates and e.config.policy == "fixed"]
+    if fixed and "fixed" in dims.policies and len(dims.policies) > 1:
+        defaults[f"best fixed k ({fixed[0].config.label()})"] = fixed[0]
 
     if s.pareto:  # the front among final-fidelity runs, not the search's
         front = pareto_front(finalists)
@@ -436,6 +453,31 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
     if not best.feasible:
         raise NoFeasibleConfig(no_feasible_message(rs, best), outcome)
     return outcome
+
+
+def policy_rows(top: Config, drafter: str | None) -> dict[str, Config]:
+    """The comparison table's policy rows, on the search's top chain (its drafter and k;
+    else ``drafter`` at the engines' default k): the batch-size schedule, SGLang's
+    adaptive default and the goodput rule per step (a reference no engine runs here)."""
+    if top.speculates and not top.is_tree:
+        base = Config(top.drafter, top.num_spec_tokens, max_num_seqs=top.max_num_seqs)
+    elif drafter is not None:
+        base = Config(drafter, ENGINE_DEFAULT_K)
+    else:
+        return {}
+    k = f"{base.drafter} k<={base.num_spec_tokens}"
+    rows = {
+        f"batch-size schedule ({k})": "schedule",
+        f"SGLang adaptive default ({base.drafter}, starts at k={base.num_spec_tokens})": (
+            "sglang_adaptive"
+        ),
+        f"goodput per step ({k}; no engine runs it)": "goodput",
+    }
+    return {
+        label: dataclasses.replace(base, policy=pol)
+        for label, pol in rows.items()
+        if pol != top.policy or top.is_tree
+    }
 
 
 def no_feasible_message(rs: ResolvedScenario, closest: Evaluation) -> str:

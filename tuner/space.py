@@ -39,6 +39,10 @@ class Config:
         tree_budget: node budget of a tree, None for a chain.
         tree_depth: maximum depth of a tree, None for a chain.
         max_num_seqs: serving cap, None = the scenario's own.
+        policy: how k is chosen per iteration for a chain (:data:`POLICIES`); k is then
+            the largest k (the draft window).
+        policy_arg: the policy's parameter: the batch size above which ``cutoff`` stops
+            speculating; None otherwise.
     """
 
     drafter: str = NONE
@@ -46,15 +50,21 @@ class Config:
     tree_budget: int | None = None
     tree_depth: int | None = None
     max_num_seqs: int | None = None
+    policy: str = "fixed"
+    policy_arg: int | None = None
 
     def normalized(self) -> Config:
-        """The canonical form: k = 0 or no drafter is plain decoding; depth <= budget."""
+        """The canonical form: k = 0 or no drafter is plain decoding; depth <= budget;
+        trees and plain decoding run fixed."""
         if self.drafter == NONE or (self.tree_budget is None and self.num_spec_tokens <= 0):
             return Config(max_num_seqs=self.max_num_seqs)
         if self.tree_budget is not None:
             depth = min(self.tree_depth or self.tree_budget, self.tree_budget)
             return Config(self.drafter, 0, self.tree_budget, depth, self.max_num_seqs)
-        return Config(self.drafter, self.num_spec_tokens, None, None, self.max_num_seqs)
+        arg = self.policy_arg if self.policy == "cutoff" else None
+        return Config(
+            self.drafter, self.num_spec_tokens, None, None, self.max_num_seqs, self.policy, arg
+        )
 
     @property
     def is_tree(self) -> bool:
@@ -72,6 +82,8 @@ class Config:
             s = f"{self.drafter} tree {self.tree_budget} nodes/depth {self.tree_depth}"
         else:
             s = f"{self.drafter} k={self.num_spec_tokens}"
+            if self.policy != "fixed":
+                s += ", " + policy_label(self.policy, self.policy_arg)
         if self.max_num_seqs is not None:
             s += f", max_num_seqs={self.max_num_seqs}"
         return s
@@ -82,6 +94,10 @@ class Config:
             d["tree"] = {"budget": self.tree_budget, "depth": self.tree_depth}
         if self.max_num_seqs is not None:
             d["max_num_seqs"] = self.max_num_seqs
+        if self.policy != "fixed":
+            d["policy"] = self.policy
+            if self.policy_arg is not None:
+                d["policy_arg"] = self.policy_arg
         return d
 
     @classmethod
@@ -93,7 +109,30 @@ class Config:
             tree.get("budget"),
             tree.get("depth"),
             d.get("max_num_seqs"),
+            d.get("policy", "fixed"),
+            d.get("policy_arg"),
         ).normalized()
+
+
+# The speculation policies the tuner can choose for a chain (``search.policies``):
+# fixed k; the per-batch-size schedule priced by the step-cost model (tuner/schedule.py)
+# and simulated; k up to a batch size then none (``cutoff``); SGLang's adaptive
+# speculation with its built-in slots; the goodput rule per step (no engine runs it for
+# these drafters: a reference).
+POLICIES = ("fixed", "schedule", "cutoff", "sglang_adaptive", "goodput")
+
+
+def policy_label(policy: str, arg: int | None = None) -> str:
+    """How a policy reads in tables: ``batch-size schedule``, ``no SD above batch 8``..."""
+    if policy == "schedule":
+        return "batch-size schedule"
+    if policy == "cutoff":
+        return f"no SD above batch {arg}"
+    if policy == "sglang_adaptive":
+        return "SGLang adaptive"
+    if policy == "goodput":
+        return "goodput per step"
+    return "fixed"
 
 
 @dataclass(frozen=True)
@@ -107,6 +146,8 @@ class SearchDims:
         tree_budgets: node budgets (empty = no trees).
         tree_depths: maximum depths (empty = depth up to the budget).
         max_num_seqs: serving caps to choose from (empty = the scenario's own).
+        policies: speculation policies for chains (:data:`POLICIES`).
+        cutoffs: batch sizes a ``cutoff`` policy may stop speculating above.
     """
 
     drafters: tuple[str, ...]
@@ -115,6 +156,8 @@ class SearchDims:
     tree_budgets: tuple[int, ...]
     tree_depths: tuple[int, ...]
     max_num_seqs: tuple[int, ...]
+    policies: tuple[str, ...] = ("fixed",)
+    cutoffs: tuple[int, ...] = ()
 
     @classmethod
     def from_scenario(cls, rs: ResolvedScenario) -> SearchDims:
@@ -142,13 +185,18 @@ class SearchDims:
         budgets = tuple(sorted(set(sp.tree_budgets)))
         depths = tuple(sorted(set(sp.tree_depths)))
         tree_drafters = frozenset(d for d in drafters if d != NONE and budgets and _can_tree(rs, d))
+        caps = sorted(set(sp.max_num_seqs))
+        top_cap = max(caps or [rs.scenario.serving.max_num_seqs])
+        policies = tuple(p for p in POLICIES if p in sp.policies)
         dims = cls(
             drafters=tuple(drafters),
             chain_ks=chain_ks,
             tree_drafters=tree_drafters,
             tree_budgets=budgets,
             tree_depths=depths,
-            max_num_seqs=tuple(sorted(set(sp.max_num_seqs))),
+            max_num_seqs=tuple(caps),
+            policies=policies or ("fixed",),
+            cutoffs=tuple(1 << i for i in range(20) if (1 << i) < top_cap),
         )
         if not dims.shapes_of_any():
             raise InputError(
@@ -222,7 +270,14 @@ def suggest_config(trial: optuna.Trial, dims: SearchDims) -> Config:
     shape = shapes[0] if len(shapes) == 1 else trial.suggest_categorical(f"shape:{drafter}", shapes)
     if shape == "chain":
         k = _suggest_int_choice(trial, f"num_spec_tokens:{drafter}", dims.chain_ks)
-        return Config(drafter, k, max_num_seqs=mns).normalized()
+        policy, arg = "fixed", None
+        if len(dims.policies) > 1:
+            policy = trial.suggest_categorical(f"policy:{drafter}", list(dims.policies))
+        if policy == "cutoff":
+            if not dims.cutoffs:
+                return Config(drafter, k, max_num_seqs=mns).normalized()
+            arg = _suggest_int_choice(trial, f"cutoff:{drafter}", dims.cutoffs)
+        return Config(drafter, k, max_num_seqs=mns, policy=policy, policy_arg=arg).normalized()
     budget = _suggest_int_choice(trial, f"tree_budget:{drafter}", dims.tree_budgets)
     depth = budget  # no depth limit listed: the budget bounds the depth
     if dims.tree_depths:
@@ -251,6 +306,10 @@ def config_params(config: Config, dims: SearchDims) -> dict[str, Any]:
             params[f"tree_depth:{c.drafter}"] = listed[0] if listed else c.tree_depth
     else:
         params[f"num_spec_tokens:{c.drafter}"] = c.num_spec_tokens
+        if len(dims.policies) > 1:
+            params[f"policy:{c.drafter}"] = c.policy
+        if c.policy == "cutoff":
+            params[f"cutoff:{c.drafter}"] = c.policy_arg
     return params
 
 
@@ -264,7 +323,13 @@ def grid(dims: SearchDims) -> list[Config]:
                 out.add(Config(max_num_seqs=mns))
                 continue
             if "chain" in dims.shapes(d):
-                out.update(Config(d, k, max_num_seqs=mns).normalized() for k in dims.chain_ks)
+                for k in dims.chain_ks:
+                    for pol in dims.policies:
+                        args: list[int | None] = list(dims.cutoffs) if pol == "cutoff" else [None]
+                        out.update(
+                            Config(d, k, max_num_seqs=mns, policy=pol, policy_arg=a).normalized()
+                            for a in args
+                        )
             if "tree" in dims.shapes(d):
                 for b in dims.tree_budgets:
                     for depth in dims.depths_for(b):
@@ -281,4 +346,6 @@ def _sort_key(c: Config) -> tuple:
         c.tree_budget or 0,
         c.tree_depth or 0,
         c.max_num_seqs or 0,
+        POLICIES.index(c.policy) if c.policy in POLICIES else len(POLICIES),
+        c.policy_arg or 0,
     )

@@ -28,7 +28,7 @@ from spectune.tuner.search import (
 )
 from spectune.tuner.worker import local_helpers
 
-from .recommend_emit import engine_output, schedule_for
+from .recommend_emit import engine_output, schedule_row
 from .recommend_report import render, to_json
 
 EPILOG = """\
@@ -132,8 +132,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--emit-schedule",
         action="store_true",
-        help="with --emit, also write the printed batch-size schedule (priced by the "
-        "step-cost model, not simulated) where the engine version has a syntax for it",
+        help="with --emit, emit the table's batch-size schedule row (best k per batch band, "
+        "simulated like every row) instead of the pick",
     )
     p.add_argument(
         "--plot",
@@ -191,6 +191,7 @@ def _recommend(rs: Any, args: argparse.Namespace, caps: Any, storage: str | None
         scenario_file=args.scenario,
         overrides=tuple(args.overrides),
         helpers=local_helpers(args.workers - 1) if args.workers > 1 else None,
+        engine=args.emit,
     )
     try:
         out = run_search(rs, settings)
@@ -212,7 +213,7 @@ def report(
     *,
     feasible: bool,
 ) -> None:
-    schedule = schedule_for(rs, out.best) if feasible else None
+    schedule = schedule_row(out) if feasible else None
     engine = (
         engine_output(rs, out, caps, with_schedule=args.emit_schedule)
         if caps is not None and feasible

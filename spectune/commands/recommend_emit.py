@@ -6,10 +6,10 @@ the report says why and emits the best configuration it can run: among the
 final-fidelity runs, or the best such trial re-simulated at final fidelity (plain
 decoding always qualifies).
 
-What is emitted is what was simulated: one k (or one tree) at every batch size. The
-batch-size schedule ``recommend`` prints is priced by the step-cost model, not simulated
-by the DES; ``--emit-schedule`` writes it too, in the version's syntax where it has one,
-and says so.
+What is emitted is what was simulated: the pick's k (or tree) and its speculation policy
+(a batch-size schedule, a cutoff, SGLang's adaptive mode) with the very bands the DES
+ran. ``--emit-schedule`` emits the table's batch-size schedule row instead of the pick
+(simulated like every row; the version must have a schedule syntax for the drafter).
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ from spectune.tuner.export import (
     emit,
 )
 from spectune.tuner.objective import Evaluation, rank
-from spectune.tuner.schedule import Schedule, StepCosts, best_k_schedule
 from spectune.tuner.search import SearchOutcome
-from spectune.tuner.space import SearchDims
 
 
 @dataclass
@@ -36,15 +34,14 @@ class Emitted:
     the pick when it is not."""
 
     config: EngineConfig
-    evaluation: Evaluation
-    schedule: Schedule | None
+    evaluation: Evaluation  # the table row that was simulated (the same object)
     messages: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.config.to_dict(),
             "emitted_config": self.evaluation.config.label(),
-            "schedule": self.schedule.to_dict() if self.schedule else None,
+            "emitted_policy": self.evaluation.metrics.get("config", {}).get("policy"),
             "messages": self.messages,
         }
 
@@ -62,6 +59,8 @@ def spec_choice(rs: Any, out: SearchOutcome, ev: Evaluation) -> SpecChoice:
         return SpecChoice(**common)
     d = rs.drafters[c.drafter].spec
     tree = out.evaluator.tree(c)
+    policy = out.evaluator.policy(c) or {}
+    bands = tuple(tuple(b) for b in policy.get("bands", ())) or None
     return SpecChoice(
         drafter=c.drafter,
         kind=d.kind,
@@ -70,18 +69,17 @@ def spec_choice(rs: Any, out: SearchOutcome, ev: Evaluation) -> SpecChoice:
         tree_paths=tuple(tuple(p) for p in tree.paths()) if tree is not None else None,
         draft_model=d.model,
         self_layers=d.self_layers,
+        policy=c.policy,
+        bands=bands,  # type: ignore[arg-type]
         **common,
     )
 
 
-def schedule_for(rs: Any, ev: Evaluation) -> Schedule | None:
-    """Best k per batch band for a chain config (None for trees and plain decoding)."""
-    c = ev.config
-    if not c.speculates or c.is_tree:
-        return None
-    ks = SearchDims.from_scenario(rs).chain_ks or (c.num_spec_tokens,)
-    cap = c.max_num_seqs or rs.scenario.serving.max_num_seqs
-    return best_k_schedule(StepCosts.from_scenario(rs), c.drafter, ks, cap)
+def schedule_row(out: SearchOutcome) -> Evaluation | None:
+    """The table's batch-size schedule row (simulated), or the pick when it is one."""
+    if out.best.config.policy == "schedule":
+        return out.best
+    return next((e for e in out.defaults.values() if e.config.policy == "schedule"), None)
 
 
 def engine_output(
@@ -90,6 +88,12 @@ def engine_output(
     """The config to paste for ``caps`` (see the module docstring)."""
     messages: list[str] = []
     ev = out.best
+    if with_schedule:
+        row = schedule_row(out)
+        if row is None:
+            messages.append("no batch-size schedule row to emit: the pick is emitted")
+        else:
+            ev = row
     reason = caps.why_not(spec_choice(rs, out, ev))
     if reason is not None:
         ev = _best_runnable(rs, out, caps)
@@ -99,16 +103,10 @@ def engine_output(
             f"({obj} {ev.value(obj):.4g} vs the pick's {out.best.value(obj):.4g}, both "
             f"simulated on {out.final_requests:,} requests): it is emitted below"
         )
-    schedule = schedule_for(rs, ev) if with_schedule else None
     choice = spec_choice(rs, out, ev)
-    config, left_out = emit(caps, choice, schedule.bands if schedule else None)
+    config, left_out = emit(caps, choice)
     messages += left_out
-    if schedule is not None and not left_out:
-        messages.append(
-            "the batch-size schedule is priced by the step-cost model at fixed batch sizes, "
-            f"not simulated: the DES ran {ev.config.label()} at every batch size"
-        )
-    return Emitted(config, ev, schedule, messages)
+    return Emitted(config, ev, messages)
 
 
 def _best_runnable(rs: Any, out: SearchOutcome, caps: Capabilities) -> Evaluation:
@@ -126,4 +124,4 @@ def _best_runnable(rs: Any, out: SearchOutcome, caps: Capabilities) -> Evaluatio
     return rank(pool, obj)[0]
 
 
-__all__ = ["Emitted", "Unsupported", "engine_output", "schedule_for", "spec_choice"]
+__all__ = ["Emitted", "Unsupported", "engine_output", "schedule_row", "spec_choice"]

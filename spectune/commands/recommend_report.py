@@ -17,7 +17,6 @@ from spectune.output import table
 from spectune.tuner.evaluate import percentile_key
 from spectune.tuner.objective import Evaluation
 from spectune.tuner.plots import narrow_span
-from spectune.tuner.schedule import Schedule
 from spectune.tuner.search import SearchOutcome
 
 METRIC_KEYS = (
@@ -44,7 +43,7 @@ def _metrics(ev: Evaluation) -> dict[str, Any]:
 
 
 def to_json(
-    rs: Any, out: SearchOutcome, schedule: Schedule | None, engine: Any, feasible: bool
+    rs: Any, out: SearchOutcome, schedule: Evaluation | None, engine: Any, feasible: bool
 ) -> dict[str, Any]:
     obj = objective_of(out)
     pct = rs.scenario.slo.percentile
@@ -67,6 +66,7 @@ def to_json(
             "label": out.best.config.label(),
             "config": out.best.config.to_dict(),
             "tree_paths": (t.paths() if (t := out.evaluator.tree(out.best.config)) else None),
+            "policy": _policy(out.best),
             "meets_slos": out.best.feasible,
             "slo_violation": out.best.violation,
             "metrics": _metrics(out.best),
@@ -76,6 +76,7 @@ def to_json(
             {
                 "label": label,
                 "config": ev.config.to_dict(),
+                "policy": _policy(ev),
                 "meets_slos": ev.feasible,
                 "metrics": _metrics(ev),
             }
@@ -91,7 +92,7 @@ def to_json(
             for e in out.finalists
         ],
         "confidence": out.band,
-        "schedule": schedule.to_dict() if schedule else None,
+        "schedule": _schedule_json(out, schedule),
         "pareto_front": [
             {
                 "label": e.config.label(),
@@ -159,7 +160,28 @@ def _band_line(out: SearchOutcome, obj: str) -> str | None:
     return line
 
 
-def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: bool) -> str:
+def _policy(ev: Evaluation) -> dict[str, Any]:
+    """The speculation policy the row simulated (kind, bands or settings, k per iteration)."""
+    return dict((ev.metrics.get("config") or {}).get("policy") or {"kind": "fixed"})
+
+
+def _schedule_json(out: SearchOutcome, row: Evaluation | None) -> dict[str, Any] | None:
+    """The batch-size schedule row's bands (as simulated) and its config."""
+    if row is None:
+        return None
+    policy = out.evaluator.policy(row.config) or {}
+    return {
+        "drafter": row.config.drafter,
+        "config": row.config.label(),
+        "bands": [
+            {"batch_lo": lo, "batch_hi": hi, "num_spec_tokens": k}
+            for lo, hi, k in policy.get("bands", [])
+        ],
+        "method": "best k per batch band priced by the DES's step costs, then simulated",
+    }
+
+
+def render(rs: Any, out: SearchOutcome, schedule: Evaluation | None, feasible: bool) -> str:
     obj = objective_of(out)
     pct = rs.scenario.slo.percentile
     what = {
@@ -227,19 +249,20 @@ def render(rs: Any, out: SearchOutcome, schedule: Schedule | None, feasible: boo
                 "tok/s (an open-loop workload: every config that keeps up serves the "
                 "offered load); the front is decided by TPOT"
             )
-    if schedule is not None:
+    sched = _schedule_json(out, schedule)
+    if sched is not None:
         bands = ", ".join(
-            f"{lo}-{hi}: k={k}" if lo != hi else f"{lo}: k={k}" for lo, hi, k in schedule.bands
+            f"{b['batch_lo']}-{b['batch_hi']}: k={b['num_spec_tokens']}"
+            if b["batch_lo"] != b["batch_hi"]
+            else f"{b['batch_lo']}: k={b['num_spec_tokens']}"
+            for b in sched["bands"]
         )
         lines += [
             "",
-            f"batch-size schedule ({schedule.drafter}, best k per running-batch "
-            f"band, 0 = no speculation): {bands}",
+            f"batch-size schedule ({sched['drafter']}, best k per batch band priced by the "
+            f"DES's step costs, 0 = no speculation): {bands}",
+            "  (simulated: its row above; --emit ENGINE --emit-schedule writes it)",
         ]
-        lines.append(
-            "  (from the DES's per-step costs at fixed batch; --emit writes it "
-            "in the engine's syntax)"
-        )
     if feasible:
         lines.append(f"\nnext: {_cmd(rs)} --emit vllm|sglang|trtllm|hf [--engine-version V]")
     return "\n".join(lines)

@@ -43,7 +43,8 @@ def test_json_report_is_consistent(tiny: Path, capsys: pytest.CaptureFixture[str
     best_tpot = d["recommendation"]["metrics"]["tpot_s"]["p99"]
     assert best_tpot <= plain["metrics"]["tpot_s"]["p99"]
     assert d["search"]["trials"] == 12
-    assert d["search"]["simulations"] <= 12 + 6  # memo: finalists, plain, defaults reused
+    # memo: finalists, plain, defaults reused; + 3 policy rows
+    assert d["search"]["simulations"] <= 12 + 6 + 3
     assert 0 < d["confidence"]["relative_min"] <= 1.0 <= d["confidence"]["relative_max"] * 1.2
 
 
@@ -55,8 +56,10 @@ def test_exhaustive_evaluates_every_config_once(tiny: Path) -> None:
     assert {e.config for e in out.searched} == set(configs)
     assert out.pruned == 0
     # each distinct effective config simulated once (a tree that comes out as a chain
-    # shares the chain's key); plain, k=5 and the scenario's spec are grid points too
+    # shares the chain's key); plain, k=5 and the scenario's spec are grid points too;
+    # the policy rows (schedule, SGLang adaptive, goodput) are not in this fixed-k grid
     keys = {out.evaluator.key(c) for c in configs}
+    keys |= {out.evaluator.key(e.config) for e in out.defaults.values()}
     assert out.simulations == len(keys)
     assert out.best == rank(out.finalists, "latency")[0]
 

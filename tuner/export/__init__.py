@@ -63,6 +63,8 @@ def emit(
     why = caps.why_not(choice)
     if why is not None:
         raise Unsupported(why)
+    if choice.policy in ("schedule", "cutoff"):
+        schedule = choice.bands  # the bands that were simulated
     bands = clean_schedule(schedule) if choice.speculates and not choice.tree_paths else []
     left_out: list[str] = []
     if bands and (note := caps.schedule_note(choice)) is not None:

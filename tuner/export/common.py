@@ -32,6 +32,9 @@ class SpecChoice:
         max_num_seqs: the serving cap that was simulated.
         max_num_batched_tokens: the per-iteration token budget that was simulated.
         target_model: the served model's id or path (None = a flagged placeholder).
+        policy: how k is chosen per iteration (``fixed``, ``schedule``, ``cutoff``,
+            ``sglang_adaptive``, ``goodput``; :mod:`spectune.tuner.policies`).
+        bands: the batch-size bands a ``schedule`` / ``cutoff`` policy simulated.
     """
 
     drafter: str = "none"
@@ -44,6 +47,8 @@ class SpecChoice:
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     target_model: str | None = None
+    policy: str = "fixed"
+    bands: tuple[Band, ...] | None = None
 
     @property
     def speculates(self) -> bool:

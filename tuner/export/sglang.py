@@ -92,7 +92,14 @@ def _spec_args(
         )
         return
     k = choice.num_spec_tokens
-    if bands:
+    if choice.policy == "sglang_adaptive":
+        # The built-in slots (no config file), starting at the simulated k.
+        args.append(("--speculative-adaptive", True))
+        notes.append(
+            "--speculative-adaptive without a config file: SGLang's built-in slots "
+            "(batch 1+: steps 1/3/5/7, 8+: 0/1/3, 32+: 0/1, 64+: 0), as simulated"
+        )
+    elif bands:
         bands, changed = capped_schedule(bands)
         k = bands[0][2]
         adaptive = {str(lo): {"candidate_steps": [bk]} for lo, _, bk in bands}

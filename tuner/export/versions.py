@@ -12,8 +12,9 @@ variants ``eagle``, ``eagle3``, ``mtp``, ``medusa``, ``ngram``, ``suffix``) to t
 own names, and says for which methods a static tree and a batch-size schedule can be
 expressed. :meth:`Capabilities.why_not` explains, in one sentence, why a configuration
 cannot be emitted for that version; the caller then emits the best configuration that can.
-Future speculation policies (adaptive schedules, EMA tiers, thresholds) belong here as
-further capability sets, each emitter writing its engine's syntax for them.
+Speculation policies (:mod:`spectune.tuner.policies`) are checked here too: a batch-size
+schedule or cutoff where the version has a schedule syntax for the method, SGLang's
+adaptive mode on SGLang's EAGLE drafters, and no engine for the goodput rule.
 """
 
 from __future__ import annotations
@@ -63,6 +64,32 @@ class Capabilities:
         if choice.tree_paths and m not in self.tree:
             why = self.missing.get("tree", f"no static tree for {m}")
             return f"{self.label} cannot run a static tree with {m}: {why}"
+        return self._why_not_policy(choice)
+
+    def _why_not_policy(self, choice: SpecChoice) -> str | None:
+        """Why this version cannot run ``choice``'s speculation policy (None: it can)."""
+        pol, m = choice.policy, choice.method
+        if pol in ("schedule", "cutoff"):
+            note = self.schedule_note(choice)
+            return None if note is None else f"{note}, so it cannot run the simulated schedule"
+        if pol == "sglang_adaptive":
+            if self.engine != "sglang" or m not in self.schedule:
+                return (
+                    f"{self.label} cannot run SGLang's adaptive speculation "
+                    "(SGLang's --speculative-adaptive, EAGLE/EAGLE3 only)"
+                )
+            if choice.num_spec_tokens not in SGLANG_ADAPTIVE_STEPS:
+                return (
+                    f"{self.label}'s adaptive mode must start at one of its built-in "
+                    f"candidate steps {sorted(SGLANG_ADAPTIVE_STEPS)}, not "
+                    f"k={choice.num_spec_tokens}"
+                )
+            return None
+        if pol == "goodput":
+            return (
+                f"{self.label} has no goodput-per-step policy for {m} (vLLM's adaptive "
+                "verification is for method dspark only)"
+            )
         return None
 
     def schedule_note(self, choice: SpecChoice) -> str | None:
@@ -72,6 +99,10 @@ class Capabilities:
         why = self.missing.get("schedule", f"no batch-size schedule for {choice.method}")
         return f"{self.label}: {why}"
 
+
+# The step counts SGLang's built-in adaptive slots switch between (its start-up steps
+# must be one of them): sgl-project/sglang adaptive_spec_params.py DEFAULT_ADAPTIVE_CONFIG.
+SGLANG_ADAPTIVE_STEPS = frozenset({0, 1, 3, 5, 7})
 
 ENGINE_NAMES = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM", "hf": "transformers"}
 

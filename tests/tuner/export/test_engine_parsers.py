@@ -82,7 +82,8 @@ def test_emitted_shape_is_accepted_by_the_engines_parser(engine_runs: dict, case
             k = capped_schedule(case.bands)[0][0][2] if scheduled else c.num_spec_tokens
             assert (r["speculative_num_steps"], r["speculative_eagle_topk"]) == (k, 1)
             assert r["speculative_num_draft_tokens"] == k + 1
-            assert bool(r["speculative_adaptive"]) == scheduled
+            adaptive = scheduled or c.policy == "sglang_adaptive"
+            assert bool(r["speculative_adaptive"]) == adaptive
     else:  # hf: the draft length generate() actually used is the simulated k
         if not c.speculates:
             assert "generator" not in r
