@@ -34,7 +34,7 @@ from .engine_rules import rules as engine_rules
 from .errors import InputError
 from .latency import ForwardLatency, LatencyModel
 from .metrics import compute_metrics
-from .policy import Speculation, build_policy, policy_summary, reference_step_ms
+from .policy import Speculation, build_policy, k_summary, policy_summary, reference_step_ms
 from .scenario import ResolvedScenario, auto_kv_cache_tokens
 from .scheduler import Scheduler
 from .schema import LatencyProfile, SpecConfig
@@ -304,8 +304,9 @@ def _simulate(
         "workload_mode": requests.mode,
         "seed": seed,
         "expected_tokens_per_step": acc_model.mean_tokens_per_step() if acc_model else 1.0,
-        "policy": policy_summary(sc.spec.policy, res.k_hist),
+        "policy": policy_summary(sc.spec.policy),
     }
+    metrics["speculation_k"] = k_summary(res.k_hist, tree.num_nodes)
     metrics["warnings"] = warnings
     metrics["wall_s"] = wall
     metrics["events_per_s"] = metrics["des_events"] / wall if wall > 0 else None

@@ -301,23 +301,23 @@ class Engine:
 
     def _observed(self, n: int) -> Seen:
         """What the decode batch accepts in each of the next ``n`` iterations at the
-        current k — what the engine's own counters report after each iteration."""
+        current k — what the engine's own counters report after each iteration. A
+        sequence *rejected* a draft when it drafted and accepted fewer than it drafted."""
         s = self.s
-        if n == 1:  # most calls (mixed iterations): no [B, n] arrays
-            p = s.ptr[s.dec_ids]
-            one = s.cum[p + 1] - s.cum[p]
-            b = one.shape[0]
-            drafted = b * s.nodes if s.dcum is None else int((s.dcum[p + 1] - s.dcum[p]).sum())
-            return Seen(
-                np.array([int(one.sum()) - b]),
-                np.array([int((one > s.nodes).sum())]),
-                np.array([drafted]),
-            )
-        tok = s.tokens_ahead(n)
+        p = s.ptr[s.dec_ids][:, None] + np.arange(n + 1)  # [B, n + 1]
+        c = s.cum[p]
+        tok = c[:, 1:] - c[:, :-1]  # [B, n] tokens per step (accepted + 1)
         b = tok.shape[0]
-        drafts = s.drafts_ahead(n)
-        drafted = np.full(n, b * s.nodes, dtype=np.int64) if drafts is None else drafts[0]
-        return Seen(tok.sum(axis=0) - b, (tok > s.nodes).sum(axis=0), drafted)
+        acc = tok - 1
+        if s.dcum is None:
+            drafted = np.full(n, b * s.nodes, dtype=np.int64)
+            rejected = (acc < s.nodes).sum(axis=0) if s.nodes else np.zeros(n, dtype=np.int64)
+        else:
+            dc = s.dcum[p]
+            d = dc[:, 1:] - dc[:, :-1]  # [B, n] drafts per step
+            drafted = d.sum(axis=0)
+            rejected = ((d > 0) & (acc < d)).sum(axis=0)
+        return Seen(acc.sum(axis=0), rejected, drafted)
 
     def _priced_ctx(self, n: int) -> np.ndarray:
         """Context the next ``n`` decode iterations are priced at (mean or longest)."""

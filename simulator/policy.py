@@ -82,16 +82,16 @@ class Seen(NamedTuple):
     """What an engine's own counters report after each of ``n`` iterations."""
 
     accepted: np.ndarray  # [n] accepted drafts summed over the decode batch
-    full: np.ndarray  # [n] sequences that accepted every draft of the step
+    rejected: np.ndarray  # [n] sequences that drafted and accepted fewer than they drafted
     drafted: np.ndarray  # [n] drafted tokens summed over the decode batch
 
     def head(self, m: int) -> Seen:
         """The first ``m`` iterations."""
-        return Seen(self.accepted[:m], self.full[:m], self.drafted[:m])
+        return Seen(self.accepted[:m], self.rejected[:m], self.drafted[:m])
 
     def at(self, i: int) -> Seen:
         """Iteration ``i`` alone."""
-        return Seen(self.accepted[i : i + 1], self.full[i : i + 1], self.drafted[i : i + 1])
+        return Seen(self.accepted[i : i + 1], self.rejected[i : i + 1], self.drafted[i : i + 1])
 
 
 class Policy:
@@ -356,8 +356,9 @@ class Goodput(Policy):
     drafters do not expose.
 
     α̂ is the maximum-likelihood per-draft acceptance of the geometric model over what the
-    policy observed, decayed per iteration by 1 - 1/``window`` (a step that accepts L < k
-    drafts saw L acceptances and one rejection; one that accepts all k, k acceptances).
+    policy observed, decayed per iteration by 1 - 1/``window`` (a sequence that accepts L of
+    its d drafts saw L acceptances, and one rejection when L < d; a step that drafted
+    nothing, an n-gram miss, saw neither).
     Before any observation it speculates kmax. At k = 0 nothing is observed, so α̂ stays as
     it was and only a batch-size change can turn speculation back on.
 
@@ -428,7 +429,7 @@ class Goodput(Policy):
         if k == 0:
             return
         num, den, g = self.num, self.den, self.decay
-        rejected = (batch - seen.full).tolist()
+        rejected = seen.rejected.tolist()
         for a, r in zip(seen.accepted.tolist(), rejected, strict=True):
             num = g * num + a
             den = g * den + a + r
@@ -447,7 +448,7 @@ class Goodput(Policy):
         lo = cuts[i - 1] if i > 0 else -math.inf
         hi = cuts[i] if i < len(cuts) else math.inf
         num, den, g = self.num, self.den, self.decay
-        rejected = (batch - seen.full[: n - 1]).tolist()
+        rejected = seen.rejected[: n - 1].tolist()
         for j, (a, r) in enumerate(zip(seen.accepted[: n - 1].tolist(), rejected, strict=True)):
             num = g * num + a
             den = g * den + a + r
@@ -533,13 +534,18 @@ def build_policy(
     raise ValueError(f"unknown policy kind {spec.kind!r}")
 
 
-def policy_summary(spec: Any, k_hist: list[int] | None) -> dict[str, Any]:
-    """The policy's kind and parameters, and how often it ran each k (iterations)."""
-    if spec is None or k_hist is None:
-        return {"kind": "fixed"}
-    out: dict[str, Any] = spec.model_dump()
+def policy_summary(spec: Any) -> dict[str, Any]:
+    """The policy as the scenario gives it (``spec.policy``; fixed when unset)."""
+    return {"kind": "fixed"} if spec is None else spec.model_dump()
+
+
+def k_summary(k_hist: list[int] | None, fixed_k: int) -> dict[str, Any]:
+    """How often each k ran (iterations), the mean k and the share without speculation."""
+    if k_hist is None:
+        return {"iterations_by_k": None, "mean_k": float(fixed_k), "off_share": 0.0}
     total = sum(k_hist)
-    out["iterations_by_k"] = {k: c for k, c in enumerate(k_hist) if c}
-    out["mean_k"] = sum(k * c for k, c in enumerate(k_hist)) / total if total else 0.0
-    out["off_share"] = k_hist[0] / total if total else 0.0
-    return out
+    return {
+        "iterations_by_k": {k: c for k, c in enumerate(k_hist) if c},
+        "mean_k": sum(k * c for k, c in enumerate(k_hist)) / total if total else 0.0,
+        "off_share": k_hist[0] / total if total else 0.0,
+    }

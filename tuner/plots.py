@@ -216,10 +216,11 @@ def plot_capacity_grid(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 
 def plot_sweep(res: Any, path: str | Path) -> None:
-    """Throughput and TPOT p50 vs load: plain decoding and each drafter's best k at each
-    level (best on that panel's metric); a dotted line marks each drafter's crossover."""
+    """Throughput and TPOT p50 vs load: plain decoding, each drafter's best k at each level
+    (best on that panel's metric) and each speculation policy (one line per policy, the
+    drafter's colour); a dotted line marks each line's crossover."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
     x = [lv.level for lv in res.levels]
     for ax, m in zip(axes, res.metrics[:2], strict=True):
         scale = 1.0 if m.q is None else 1000.0
@@ -231,14 +232,20 @@ def plot_sweep(res: Any, path: str | Path) -> None:
             color="black",
             label="plain decoding",
         )
-        for d in res.drafters:
+        colors: dict[str, str] = {}
+        styles = ["-", "-.", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1))]
+        for d, p, label in res.lines():
+            style = styles[([("fixed",)] + [(q,) for q in res.policies]).index((p,)) % 5]
             (line,) = ax.plot(
                 x,
-                [m.of(res.best(lv, d, m)) * scale for lv in res.levels],
-                marker="o",
-                label=f"{d} (best k)",
+                [m.of(res.best(lv, d, m, p)) * scale for lv in res.levels],
+                marker="o" if p == "fixed" else ".",
+                linestyle=style,
+                color=colors.get(d),
+                label=label,
             )
-            c = res.crossover(d, m)
+            colors.setdefault(d, line.get_color())
+            c = res.crossover(d, m, p)
             if c is not None:
                 ax.axvline(c, color=line.get_color(), linestyle=":", linewidth=1)
         ax.set_xscale("log", base=2)
@@ -252,6 +259,9 @@ def plot_sweep(res: Any, path: str | Path) -> None:
         ax.set_ylabel(m.label + ("" if m.q is None else " (ms)"))
         ax.set_title(f"{m.label} vs {res.axis} (dotted: speculation stops paying)", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    # One legend under both panels: it would hide the curves inside them.
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.subplots_adjust(bottom=0.13 + 0.035 * math.ceil(len(labels) / 4), wspace=0.25)
     _save(fig, path)
     plt.close(fig)

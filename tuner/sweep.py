@@ -3,10 +3,13 @@ sweep``).
 
 At each level of one load axis the scenario is simulated with plain decoding and with
 every drafter of ``search.drafters`` at every chain length of ``search.num_spec_tokens``
-(chains; trees are left to ``recommend``). Per drafter and metric the best k at that level
-is compared with plain decoding, and the *crossover* is the first level from which the
-drafter's best no longer beats plain decoding (speedup <= 1): throughput (higher is
-better), TPOT p50, TPOT at the SLOs' percentile and TTFT p50 (lower is better).
+(chains; trees are left to ``recommend``), and with each speculation policy of
+``policies`` (default: the batch-size schedule, SGLang's adaptive mode and the goodput
+rule, :mod:`spectune.tuner.policies`) at the drafter's largest k. Per drafter and metric
+the best fixed k at that level, and each policy, is compared with plain decoding; the
+*crossover* is the first level from which it no longer beats plain decoding (speedup <=
+1): throughput (higher is better), TPOT p50, TPOT at the SLOs' percentile and TTFT p50
+(lower is better).
 
 Load axes:
 
@@ -23,16 +26,17 @@ parallel processes where CPUs allow.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spectune.simulator.errors import InputError
 from spectune.simulator.scenario import ResolvedScenario
 
 from .evaluate import Evaluation, Evaluator, Job, default_workers, percentile_value
-from .space import NONE, Config, SearchDims
+from .space import NONE, Config, SearchDims, policy_label
 
 AXES = ("load", "concurrency", "batch")
+DEFAULT_POLICIES = ("schedule", "sglang_adaptive", "goodput")
 DEFAULT_REQUESTS = 1000
 MAX_LEVELS = 32
 
@@ -68,6 +72,8 @@ class Level:
     level: float
     plain: Evaluation
     runs: dict[str, list[Evaluation]]  # drafter -> one per k, in k order
+    # drafter -> policy -> its run at the drafter's largest k
+    policy_runs: dict[str, dict[str, Evaluation]] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,26 +86,39 @@ class SweepResult:
     requests: int
     simulations: int
     seed: int
+    policies: tuple[str, ...] = ()
 
-    def best(self, lv: Level, drafter: str, m: Metric) -> Evaluation:
+    def best(self, lv: Level, drafter: str, m: Metric, policy: str = "fixed") -> Evaluation:
+        """The drafter's best fixed k on ``m`` at this level, or its run with ``policy``."""
+        if policy != "fixed":
+            return lv.policy_runs[drafter][policy]
         runs = lv.runs[drafter]
         pick = max if m.higher_is_better else min
         return pick(runs, key=m.of)
 
-    def speedup(self, lv: Level, drafter: str, m: Metric) -> float:
-        """> 1 when the drafter's best k beats plain decoding on ``m`` at this level."""
-        b, p = m.of(self.best(lv, drafter, m)), m.of(lv.plain)
+    def speedup(self, lv: Level, drafter: str, m: Metric, policy: str = "fixed") -> float:
+        """> 1 when the drafter's best k (or ``policy``) beats plain decoding on ``m``."""
+        b, p = m.of(self.best(lv, drafter, m, policy)), m.of(lv.plain)
         if m.higher_is_better:
             return b / p if p > 0 else math.inf
         return p / b if b > 0 else math.inf
 
-    def crossover(self, drafter: str, m: Metric) -> float | None:
-        """The first level from which the drafter no longer beats plain decoding (None: it
-        pays at every level swept)."""
+    def crossover(self, drafter: str, m: Metric, policy: str = "fixed") -> float | None:
+        """The first level from which the drafter (its best fixed k, or ``policy``) no
+        longer beats plain decoding (None: it pays at every level swept)."""
         for lv in self.levels:
-            if self.speedup(lv, drafter, m) <= 1.0:
+            if self.speedup(lv, drafter, m, policy) <= 1.0:
                 return lv.level
         return None
+
+    def lines(self) -> list[tuple[str, str, str]]:
+        """(drafter, policy, label) of every line compared with plain decoding."""
+        out = []
+        for d in self.drafters:
+            out.append((d, "fixed", f"{d} (best k)"))
+            k = max(self.ks)
+            out += [(d, p, f"{d} k<={k}, {policy_label(p)}") for p in self.policies]
+        return out
 
 
 def level_scenario(
@@ -138,8 +157,10 @@ def sweep(
     seed: int | None = None,
     workers: int | None = None,
     simulate: Any = None,
+    policies: tuple[str, ...] = DEFAULT_POLICIES,
 ) -> SweepResult:
-    """Plain decoding and every drafter's chains at each level (module docstring).
+    """Plain decoding, every drafter's chains and its ``policies`` at each level (module
+    docstring).
 
     Raises:
         InputError: an unknown axis, bad levels, no drafter to compare, a workload the
@@ -172,6 +193,7 @@ def sweep(
     levels = sorted(set(levels))
     bases = [level_scenario(rs, axis, lv, n) for lv in levels]
     configs = [Config()] + [Config(drafter=d, num_spec_tokens=k) for d in drafters for k in ks]
+    configs += [Config(d, max(ks), policy=p) for d in drafters for p in policies]
     ev = Evaluator(rs, seed=seed, simulate=simulate)
     jobs = [Job(c, base=b) for b in bases for c in configs]
     runs = ev.evaluate_jobs(jobs, default_workers() if workers is None else workers)
@@ -180,9 +202,13 @@ def sweep(
     for i, lv in enumerate(levels):
         chunk = runs[i * per : (i + 1) * per]
         by: dict[str, list[Evaluation]] = {d: [] for d in drafters}
+        pol: dict[str, dict[str, Evaluation]] = {d: {} for d in drafters}
         for e in chunk[1:]:
-            by[e.config.drafter].append(e)
-        out.append(Level(lv, chunk[0], by))
+            if e.config.policy == "fixed":
+                by[e.config.drafter].append(e)
+            else:
+                pol[e.config.drafter][e.config.policy] = e
+        out.append(Level(lv, chunk[0], by, pol))
     return SweepResult(
         axis=axis,
         levels=out,
@@ -192,4 +218,5 @@ def sweep(
         requests=n,
         simulations=len(jobs),
         seed=seed,
+        policies=tuple(policies),
     )

@@ -52,6 +52,23 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- rendering
 
 
+def _policy_lines(m: dict[str, Any]) -> list[str]:
+    """The speculation policy and the k it ran at (nothing for a fixed k)."""
+    pol = m["config"].get("policy") or {"kind": "fixed"}
+    ks = m.get("speculation_k") or {}
+    hist = ks.get("iterations_by_k")
+    if pol.get("kind") == "fixed" or not hist:
+        return []
+    total = sum(hist.values())
+    shares = " ".join(f"{k}:{100 * c / total:.0f}%" for k, c in sorted(hist.items()))
+    params = ", ".join(f"{k} {v}" for k, v in pol.items() if k != "kind" and v is not None)
+    return [
+        f"policy: {pol['kind']}" + (f" ({params})" if params else ""),
+        f"k per iteration (% of iterations): {shares}; mean {ks['mean_k']:.2f}, "
+        f"no speculation {100 * ks['off_share']:.0f}%",
+    ]
+
+
 def _config_line(cfg: dict[str, Any]) -> str:
     if cfg["drafter"] == "none":
         spec = "plain decoding (no drafter)"
@@ -134,6 +151,7 @@ def render(m: dict[str, Any], title: str) -> str:
     lines.append(table(lat, ["latency (s)", "p50", "p90", "p99", "mean"], digits=4))
     lines.append("")
     kv_pct = 100.0 * m["kv_peak_tokens"] / max(m["kv_cache_tokens"], 1)
+    lines += _policy_lines(m)
     lines += [
         f"batch sizes (% of iterations): {compact_hist(m['batch_size_hist'])}",
         f"preemptions {m['preemptions']:,}; KV peak {m['kv_peak_tokens']:,} of "

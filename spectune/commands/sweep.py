@@ -10,7 +10,8 @@ from typing import Any
 from spectune.output import add_scenario_args, print_json, table
 from spectune.simulator import load_scenario
 from spectune.simulator.errors import InputError
-from spectune.tuner.sweep import DEFAULT_REQUESTS, SweepResult, sweep
+from spectune.tuner.space import POLICIES
+from spectune.tuner.sweep import DEFAULT_POLICIES, DEFAULT_REQUESTS, SweepResult, sweep
 
 EPILOG = """\
 examples:
@@ -18,9 +19,10 @@ examples:
   spectune sweep examples/local-cpu.yaml --concurrency 1,2,4,8,16 --plot sweep.png
   spectune sweep examples/azure-conv-h100.yaml --batch 1,8,32,128,256 --json
 
-At each level: plain decoding and every drafter of search.drafters at every chain length
-of search.num_spec_tokens, each simulated on the first --requests requests with the same
-seed. Per drafter and metric, the best k at that level against plain decoding; the
+At each level: plain decoding, every drafter of search.drafters at every chain length
+of search.num_spec_tokens, and each speculation policy of --policies at the drafter's
+largest k, each simulated on the first --requests requests with the same seed. Per
+drafter and metric, its best fixed k and each policy against plain decoding; the
 crossover is the first level from which speculation no longer pays on that metric.
 --load multiplies an open-loop workload's arrival rate (a trace's time_scale);
 --concurrency runs a closed loop of N clients; --batch runs every request at once with
@@ -49,6 +51,13 @@ def register(subparsers: Any) -> None:
         help=f"requests simulated per run (default {DEFAULT_REQUESTS:,}; a trace's first rows)",
     )
     p.add_argument("--seed", type=int, default=None, help="simulator seed")
+    p.add_argument(
+        "--policies",
+        default=",".join(DEFAULT_POLICIES),
+        metavar="P,...",
+        help="speculation policies to compare at each drafter's largest k, or none "
+        f"(default {','.join(DEFAULT_POLICIES)}; choices: schedule, sglang_adaptive, goodput)",
+    )
     p.add_argument("--json", action="store_true", help="print every run and the crossovers")
     p.add_argument(
         "--plot",
@@ -69,8 +78,9 @@ def _levels(text: str, flag: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     axis = next(a for a in ("load", "concurrency", "batch") if getattr(args, a) is not None)
     levels = _levels(getattr(args, axis), f"--{axis}")
+    policies = _policies(args.policies)
     rs = load_scenario(args.scenario, args.overrides)
-    res = sweep(rs, axis, levels, requests=args.requests, seed=args.seed)
+    res = sweep(rs, axis, levels, requests=args.requests, seed=args.seed, policies=policies)
     if args.plot:
         from spectune.tuner.plots import plot_sweep
 
@@ -80,6 +90,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(rs, res))
     return 0
+
+
+def _policies(text: str) -> tuple[str, ...]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if names == ["none"]:
+        return ()
+    allowed = [p for p in POLICIES if p not in ("fixed", "cutoff")]
+    for n in names:
+        if n not in allowed:
+            raise InputError(
+                f"unknown policy {n!r} (choices: {', '.join(allowed)}, or none)",
+                source="--policies",
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def _unit(axis: str) -> str:
@@ -109,10 +133,24 @@ def to_json(res: SweepResult) -> dict[str, Any]:
                     }
                     for d in res.drafters
                 },
+                "policies": {
+                    d: {
+                        p: {
+                            **run(res.best(lv, d, res.metrics[0], p)),
+                            "speedup": {m.label: res.speedup(lv, d, m, p) for m in res.metrics},
+                        }
+                        for p in res.policies
+                    }
+                    for d in res.drafters
+                },
             }
             for lv in res.levels
         ],
         "crossover": {d: {m.label: res.crossover(d, m) for m in res.metrics} for d in res.drafters},
+        "policy_crossover": {
+            d: {p: {m.label: res.crossover(d, m, p) for m in res.metrics} for p in res.policies}
+            for d in res.drafters
+        },
     }
 
 
@@ -124,29 +162,32 @@ def render(rs: Any, res: SweepResult) -> str:
         f"{', '.join(f'{lv.level:g}' for lv in res.levels)}; {res.requests:,} requests per "
         f"run, {res.simulations} simulations, seed {res.seed}",
         "",
-        "where speculation stops paying (first level at which the drafter's best k no "
-        "longer beats plain decoding):",
+        "where speculation stops paying (first level at which the drafter's best fixed k, "
+        "or a policy, no longer beats plain decoding):",
     ]
     rows = []
-    for d in res.drafters:
-        row: list[Any] = [d]
+    for d, p, label in res.lines():
+        row: list[Any] = [label]
         for m in res.metrics:
-            c = res.crossover(d, m)
+            c = res.crossover(d, m, p)
             row.append("pays at every level" if c is None else f"{unit} {c:g}")
         rows.append(row)
-    lines.append(table(rows, ["drafter", *(f"{m.label}" for m in res.metrics)]))
-    lines += ["", f"per level: plain decoding and each drafter's best k on {m0.label}:"]
+    lines.append(table(rows, ["drafter / policy", *(f"{m.label}" for m in res.metrics)]))
+    lines += [
+        "",
+        f"per level: plain decoding, each drafter's best k on {m0.label}, and each policy:",
+    ]
     body = []
     for lv in res.levels:
         body.append([lv.level, "none (plain)", *(m.of(lv.plain) for m in res.metrics), 1.0])
-        for d in res.drafters:
-            b = res.best(lv, d, m0)
+        for d, p, _ in res.lines():
+            b = res.best(lv, d, m0, p)
             body.append(
                 [
                     lv.level,
                     b.config.label(),
                     *(m.of(b) for m in res.metrics),
-                    res.speedup(lv, d, m0),
+                    res.speedup(lv, d, m0, p),
                 ]
             )
     heads = [unit, "config", *(f"{m.label}{'' if m.q is None else ' s'}" for m in res.metrics)]

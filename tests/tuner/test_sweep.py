@@ -28,7 +28,8 @@ def test_load_sweep_finds_where_speculation_stops_paying(scen: Path) -> None:
     write_yaml(scen.parent / "target.yaml", latency_profile_dict(base_ms=5.0, per_token_ms=0.5))
     rs = load_scenario(scen, FAST)
     res = sweep(rs, "batch", [1, 4, 64], requests=120, workers=1)
-    assert res.simulations == 3 * (1 + 2 * 3) and res.ks == [1, 2, 4]
+    # per level: plain, 2 drafters x 3 ks, 2 drafters x 3 policies at k = 4
+    assert res.simulations == 3 * (1 + 2 * 3 + 2 * 3) and res.ks == [1, 2, 4]
     thr = res.metrics[0]
     # a lone sequence is memory-bound: the draft model pays; at batch 64 verify work
     # dominates and it no longer does
@@ -43,6 +44,15 @@ def test_load_sweep_finds_where_speculation_stops_paying(scen: Path) -> None:
         drafter="small", num_spec_tokens=best.config.num_spec_tokens, tree=None
     )
     assert simulate(base, rs.scenario.seed).metrics["throughput_tok_per_s"] == thr.of(best)
+    # a policy's line is its own run at the largest k, and a run equals `simulate` too
+    sched = res.best(lv64, "small", thr, "schedule")
+    assert sched.config.policy == "schedule" and sched.config.num_spec_tokens == 4
+    assert res.crossover("small", thr, "schedule") in (None, 1.0, 4.0, 64.0)
+    spec = sched.metrics["config"]["policy"]
+    base = level_scenario(rs, "batch", 64, 120).with_spec(
+        drafter="small", num_spec_tokens=4, tree=None, policy=spec
+    )
+    assert simulate(base, rs.scenario.seed).metrics["throughput_tok_per_s"] == thr.of(sched)
 
 
 def test_open_loop_load_scales_the_arrival_rate(scen: Path) -> None:
@@ -67,6 +77,9 @@ def test_cli_text_json_plot(scen: Path, tmp_path: Path, capsys: pytest.CaptureFi
     js = json.loads(capsys.readouterr().out)
     assert js["axis"] == "concurrency" and len(js["levels"]) == 2
     assert set(js["crossover"]) == {"small", "ngram"}
+    assert set(js["policy_crossover"]["small"]) == {"schedule", "sglang_adaptive", "goodput"}
+    assert main([*argv[:-2], "--json", "--policies", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["policy_crossover"]["small"] == {}
 
 
 @pytest.mark.parametrize(
@@ -76,6 +89,7 @@ def test_cli_text_json_plot(scen: Path, tmp_path: Path, capsys: pytest.CaptureFi
         (["--batch", "0"], "positive integer"),
         (["--concurrency", "1.5"], "positive integer"),
         (["--load", "1", "--requests", "0"], "must be > 0"),
+        (["--load", "1", "--policies", "fast"], "unknown policy"),
     ],
 )
 def test_bad_input_one_line(
