@@ -641,6 +641,7 @@ def markdown(plan: dict[str, Any], levels: list[dict[str, Any]], meta: dict[str,
     for lv in levels:
         rat = ", ".join(f"{x:.3f}" for x in lv["paired_ratios"])
         lines.append(f"- concurrency {lv['concurrency']}: {rat or '—'}")
+    lines += also_section(plan, levels)
     lines += ["", "## Does vLLM honour the schedule here?", "", *plan["honour_notes"], ""]
     lines += honour_table(plan)
     if plan.get("notes"):
@@ -689,6 +690,47 @@ def honour_notes(levels: list[int], rows: list[dict[str, Any]], plan: dict[str, 
         f"{b}: {k_at(plan['bands'], plan['window'], b)}" for b in range(1, plan["max_num_seqs"] + 1)
     )
     out.append(f"- the schedule's lookup by batch size (vLLM's rules): {want}")
+    return out
+
+
+def also_section(plan: dict[str, Any], levels: list[dict[str, Any]]) -> list[str]:
+    """The same live medians against other scenarios' predictions (``--also-predict``)."""
+    from spectune.profiler.engines.vllm_config import bands_label
+
+    out: list[str] = []
+    for a in plan.get("also") or []:
+        rel = a["path"]
+        with_ = Path(rel).resolve()
+        if with_.is_relative_to(REPO):
+            rel = str(with_.relative_to(REPO))
+        out += [
+            "",
+            f"## The same runs against `{rel}`",
+            "",
+            f"Predictions of the same two configurations (the schedule above) from `{rel}`; "
+            f"the schedule that scenario would emit itself: {bands_label(a['emits'])}.",
+            "",
+            "| concurrency | schedule pred / meas (err %) | fixed pred / meas (err %) "
+            "| predicted winner | live winner | agree? |",
+            "|---|---|---|---|---|---|",
+        ]
+        for lv in levels:
+            c = lv["concurrency"]
+            cells = []
+            pr = {}
+            for cfg in CONFIGS:
+                p = a["predicted"][cfg][c]["throughput_tok_per_s"]
+                m = lv["configs"][cfg]["throughput_median"]
+                pr[cfg] = p
+                cells.append(f"{_f(p)} / {_f(m)} ({_s(_pct(p, m))})")
+            pw = "schedule" if pr["schedule"] > pr["fixed"] else "fixed"
+            margin = _pct(pr["schedule"], pr["fixed"])
+            lw = lv["live_winner"]
+            ag = "—" if lw is None else ("yes" if lw == pw else "**no**")
+            out.append(
+                f"| {c} | {cells[0]} | {cells[1]} | {pw} ({_s(margin)}%) | {lw or '—'} "
+                f"({_s(lv['live_margin_pct'])}%) | {ag} |"
+            )
     return out
 
 
@@ -797,6 +839,31 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
                 rs, args.drafter, args.fixed_k, bands if cfg == "schedule" else None, c, n[c]
             )
             predicted[cfg][c] = predict(sc, args.seed)
+    also = []
+    for path in args.also_predict or []:
+        other = load_scenario(path)
+        if args.drafter not in other.drafters:
+            raise InputError(f"no drafter '{args.drafter}' in {path}", field="--also-predict")
+        ors = base_scenario(other, args.drafter, args.max_num_seqs, args.kv_cache_gib)
+        pred = {
+            cfg: {
+                c: predict(
+                    level_scenario(
+                        ors,
+                        args.drafter,
+                        args.fixed_k,
+                        bands if cfg == "schedule" else None,
+                        c,
+                        n[c],
+                    ),
+                    args.seed,
+                )
+                for c in levels
+            }
+            for cfg in CONFIGS
+        }
+        emits = emitted_schedule(ors, args.drafter, args.fixed_k, args.max_num_seqs)
+        also.append({"path": path, "predicted": pred, "emits": emits})
     if not args.report_only:
         require_vllm()
     wl = rs0.scenario.workload
@@ -842,6 +909,7 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
         "settings": settings,
         "predicted": predicted,
         "fingerprint": fp,
+        "also": also,
     }
 
 
@@ -861,6 +929,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--models", help="folder of checkpoints (default: models/)")
     ap.add_argument("--prompts", help="prompt file (default examples/prompts/stdlib.txt)")
     ap.add_argument("--extra", action="append", help="extra vllm serve flag KEY=VALUE")
+    ap.add_argument(
+        "--also-predict",
+        action="append",
+        metavar="SCENARIO",
+        help="also compare the live runs with this scenario's predictions (repeatable)",
+    )
     ap.add_argument("--runs", default=str(DEFAULT_RUNS))
     ap.add_argument("--report", default=str(DEFAULT_REPORT))
     ap.add_argument("--work", default=str(REPO / "runs" / "vllm-policy"))
