@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from simkit import (
     DRAFT_SMALL,
@@ -237,15 +237,16 @@ def _chain(changes: dict[str, Any]) -> bool:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
 )
 @given(data=st.data())
 def test_one_band_schedule_is_todays_fixed_k_bit_for_bit(folder: Path, data: st.DataObject) -> None:
     # The policy path (draws cut at k, per-iteration decisions, horizons) with a policy
     # that never moves reproduces the fixed-k engine exactly.
     changes = random_changes(data.draw)
-    if not _chain(changes):
-        return
+    assume(_chain(changes))
     k = changes["spec"]["num_spec_tokens"]
     target, draft = TARGET_SMALL, DRAFT_SMALL
     fixed = api.simulate(make_rs(folder, changes), target_latency=target, draft_latency=draft)
@@ -283,15 +284,16 @@ POLICIES = [
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
 )
 @given(data=st.data(), which=st.integers(0, len(POLICIES) - 1))
 def test_invariants_with_policies(
     folder: Path, data: st.DataObject, which: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     changes = random_changes(data.draw)
-    if not _chain(changes):
-        return
+    assume(_chain(changes))
     policy = POLICIES[which]
     spec = {**changes["spec"], "num_spec_tokens": 4, "policy": policy}
     serving = {**changes["serving"]}
