@@ -359,8 +359,9 @@ class Goodput(Policy):
     policy observed, decayed per iteration by 1 - 1/``window`` (a sequence that accepts L of
     its d drafts saw L acceptances, and one rejection when L < d; a step that drafted
     nothing, an n-gram miss, saw neither).
-    Before any observation it speculates kmax. At k = 0 nothing is observed, so α̂ stays as
-    it was and only a batch-size change can turn speculation back on.
+    Before any observation it speculates kmax. At k = 0 nothing is observed (the estimate
+    stands still), so after ``window`` iterations without speculation it probes at kmax for
+    one iteration and decides again from what that showed.
 
     Args:
         step_ms: (batch, k) -> milliseconds of one decode iteration (the cost table an
@@ -375,6 +376,8 @@ class Goodput(Policy):
         self.decay = 1.0 - 1.0 / float(window)
         self.num = 0.0  # decayed accepted drafts
         self.den = 0.0  # decayed accepted drafts + rejections
+        self.off_run = 0  # iterations since it last speculated
+        self.probe_after = max(1, math.ceil(window))
         self._rules: dict[int, tuple[list[float], list[int]]] = {}
 
     def _rule(self, batch: int) -> tuple[list[float], list[int]]:
@@ -419,41 +422,42 @@ class Goodput(Policy):
         rule = self._rules[batch] = (cuts, ks)
         return rule
 
-    def decide(self, batch: int) -> int:
-        if self.den <= 0.0:
+    def _choice(self, batch: int, num: float, den: float) -> int:
+        if den <= 0.0:  # nothing observed yet: speculate the window
             return self.kmax
         cuts, ks = self._rule(batch)
-        return ks[bisect.bisect_right(cuts, self.num / self.den)]
+        return ks[bisect.bisect_right(cuts, num / den)]
+
+    def decide(self, batch: int) -> int:
+        if self.off_run >= self.probe_after:  # long without speculation: probe once
+            return self.kmax
+        return self._choice(batch, self.num, self.den)
 
     def observe(self, batch: int, k: int, seen: Seen) -> None:
         if k == 0:
+            self.off_run += seen.accepted.shape[0]
             return
+        self.off_run = 0
         num, den, g = self.num, self.den, self.decay
-        rejected = seen.rejected.tolist()
-        for a, r in zip(seen.accepted.tolist(), rejected, strict=True):
+        for a, r in zip(seen.accepted.tolist(), seen.rejected.tolist(), strict=True):
             num = g * num + a
             den = g * den + a + r
         self.num, self.den = num, den
 
     def horizon(self, batch: int, k: int, seen: Seen) -> int:
-        # The generic rule, with the estimate stepped in floats and the choice read off
-        # the step function: the first iteration whose estimate leaves k's interval.
+        # The generic rule, with the estimate stepped in floats: the first iteration after
+        # which the choice differs.
         n = seen.accepted.shape[0]
         if self.decide(batch) != k:
             return 1
-        if k == 0 or n == 1:
-            return n
-        cuts, ks = self._rule(batch)
-        i = ks.index(k)
-        lo = cuts[i - 1] if i > 0 else -math.inf
-        hi = cuts[i] if i < len(cuts) else math.inf
+        if k == 0:  # nothing to learn: the next change is the probe
+            return max(1, min(n, self.probe_after - self.off_run))
         num, den, g = self.num, self.den, self.decay
-        rejected = seen.rejected[: n - 1].tolist()
-        for j, (a, r) in enumerate(zip(seen.accepted[: n - 1].tolist(), rejected, strict=True)):
+        acc, rej = seen.accepted[: n - 1].tolist(), seen.rejected[: n - 1].tolist()
+        for j, (a, r) in enumerate(zip(acc, rej, strict=True)):
             num = g * num + a
             den = g * den + a + r
-            alpha = num / den
-            if alpha < lo or alpha >= hi:
+            if self._choice(batch, num, den) != k:
                 return j + 1
         return n
 

@@ -74,7 +74,8 @@ class GoodputPolicy(Frozen):
     kind: Literal["goodput"] = "goodput"
     window_iterations: PosFloat = 64.0
     """Memory of the running acceptance estimate, in iterations (each iteration's
-    observations decay by 1 - 1/window)."""
+    observations decay by 1 - 1/window); also how many iterations without speculation
+    pass before it probes at num_spec_tokens again."""
 
     @model_validator(mode="after")
     def _window(self) -> GoodputPolicy:
