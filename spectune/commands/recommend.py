@@ -40,6 +40,8 @@ examples:
   spectune recommend examples/azure-code-h100.yaml --pareto --plot front.png
   spectune recommend examples/azure-code-h100.yaml --storage study.log --study-name s1
       (rerun the same command to resume; start it in several shells to share the work)
+  spectune recommend examples/local-cpu-vllm.yaml --emit vllm \\
+      --set 'search.policies=[fixed, schedule, cutoff]'
 
 objectives: throughput (output tok/s, max), goodput (req/s meeting all SLOs, max),
 latency (TPOT at the SLOs' percentile, min); default auto = latency for open-loop
@@ -50,6 +52,12 @@ the tables, the JSON keys (e.g. tpot_p90_s) and the plots. A config meets the SL
 that percentile of each bounded metric is within its bound; configs that miss them rank
 after every config that meets them. If none meets them, the closest is printed and the
 command exits 2.
+
+speculation policies: search.policies lists what a chain may use besides a fixed k
+(schedule: best k per batch band; cutoff: no speculation above a batch size;
+sglang_adaptive: SGLang's adaptive mode; goodput: a reference no engine runs). The table
+always shows the schedule, SGLang's adaptive default and the goodput rule on the top
+chain, each simulated; --emit writes the pick with the policy it was simulated with.
 
 fidelity: trials run on the first --search-requests requests; the pick, the comparison
 table, the Pareto front and the "how sure" band all come from runs on the whole workload

@@ -63,7 +63,8 @@ def register(subparsers: Any) -> None:
         "--plot",
         default=None,
         metavar="FILE.png",
-        help="throughput and TPOT p50 vs load, one line per drafter, crossovers marked",
+        help="throughput and TPOT p50 vs load, one line per drafter and per policy, "
+        "crossovers marked",
     )
     p.set_defaults(func=run)
 
