@@ -507,6 +507,15 @@ def summarize(plan: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str
     return out
 
 
+def sign_test(wins: int, n: int) -> float:
+    """Two-sided sign test: the chance of a split at least this uneven with fair coins."""
+    if n == 0:
+        return math.nan
+    tail = min(wins, n - wins)
+    p = sum(math.comb(n, i) for i in range(tail + 1)) / 2.0**n
+    return min(1.0, 2.0 * p)
+
+
 def _f(x: float | None, fmt: str = ".0f") -> str:
     return "—" if x is None or not math.isfinite(x) else format(x, fmt)
 
@@ -639,8 +648,19 @@ def markdown(plan: dict[str, Any], levels: list[dict[str, Any]], meta: dict[str,
         "",
     ]
     for lv in levels:
-        rat = ", ".join(f"{x:.3f}" for x in lv["paired_ratios"])
-        lines.append(f"- concurrency {lv['concurrency']}: {rat or '—'}")
+        pr = lv["paired_ratios"]
+        rat = ", ".join(f"{x:.3f}" for x in pr)
+        med = f" (median {_median(pr):.3f})" if pr else ""
+        lines.append(f"- concurrency {lv['concurrency']}: {rat or '—'}{med}")
+    pooled = [x for lv in levels for x in lv["paired_ratios"]]
+    if pooled:
+        wins = sum(1 for x in pooled if x > 1.0)
+        lines += [
+            "",
+            f"Over all levels the schedule was ahead in {wins} of {len(pooled)} pairs "
+            f"(median ratio {_median(pooled):.3f}; two-sided sign test p = "
+            f"{sign_test(wins, len(pooled)):.3f}).",
+        ]
     lines += also_section(plan, levels)
     lines += ["", "## Does vLLM honour the schedule here?", "", *plan["honour_notes"], ""]
     lines += honour_table(plan)

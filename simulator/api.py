@@ -34,7 +34,8 @@ from .engine_rules import rules as engine_rules
 from .errors import InputError
 from .latency import ForwardLatency, LatencyModel
 from .metrics import compute_metrics
-from .policy import Speculation, build_policy, k_summary, policy_summary, reference_step_ms
+from .policy import Speculation, k_summary, policy_summary, reference_step_ms
+from .policy_rules import build_policy
 from .scenario import ResolvedScenario, auto_kv_cache_tokens
 from .scheduler import Scheduler
 from .schema import LatencyProfile, SpecConfig

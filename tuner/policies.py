@@ -23,6 +23,7 @@ simulated with the emitting engine's count (``engine``; vLLM's by default).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from spectune.simulator.scenario import ResolvedScenario
@@ -87,3 +88,28 @@ def policy_spec(
     if c.policy == "goodput":
         return {"kind": "goodput"}
     raise ValueError(f"unknown policy {c.policy!r}")
+
+
+def policy_rows(top: Config, drafter: str | None, default_k: int) -> dict[str, Config]:
+    """The comparison table's policy rows, on the search's top chain (its drafter and k;
+    else ``drafter`` at ``default_k``): the batch-size schedule, SGLang's
+    adaptive default and the goodput rule per step (a reference no engine runs here)."""
+    if top.speculates and not top.is_tree:
+        base = Config(top.drafter, top.num_spec_tokens, max_num_seqs=top.max_num_seqs)
+    elif drafter is not None:
+        base = Config(drafter, default_k)
+    else:
+        return {}
+    k = f"{base.drafter} k<={base.num_spec_tokens}"
+    rows = {
+        f"batch-size schedule ({k})": "schedule",
+        f"SGLang adaptive default ({base.drafter}, starts at k={base.num_spec_tokens})": (
+            "sglang_adaptive"
+        ),
+        f"goodput per step ({k}; no engine runs it)": "goodput",
+    }
+    return {
+        label: dataclasses.replace(base, policy=pol)
+        for label, pol in rows.items()
+        if pol != top.policy or top.is_tree
+    }

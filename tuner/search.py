@@ -32,7 +32,6 @@ CLI prints the closest config before exiting 2.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -61,6 +60,7 @@ from .objective import (
     rank,
     resolve_objective,
 )
+from .policies import policy_rows
 from .schedule import StepCosts
 from .space import NONE, Config, SearchDims, config_params, grid
 
@@ -408,7 +408,7 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
     own = spec_config(rs)
     if own is not None and own.speculates:
         extra[f"scenario spec ({own.label()})"] = own
-    extra.update(policy_rows(top, ref_drafter))
+    extra.update(policy_rows(top, ref_drafter, ENGINE_DEFAULT_K))
     batch = [Config(), *finalists_cfg, *extra.values()]
     workers = s.workers if s.workers is not None else default_workers()
     done = final.evaluate_many(batch, workers)
@@ -453,31 +453,6 @@ def run_search(rs: ResolvedScenario, s: SearchSettings, simulate: Any = None) ->
     if not best.feasible:
         raise NoFeasibleConfig(no_feasible_message(rs, best), outcome)
     return outcome
-
-
-def policy_rows(top: Config, drafter: str | None) -> dict[str, Config]:
-    """The comparison table's policy rows, on the search's top chain (its drafter and k;
-    else ``drafter`` at the engines' default k): the batch-size schedule, SGLang's
-    adaptive default and the goodput rule per step (a reference no engine runs here)."""
-    if top.speculates and not top.is_tree:
-        base = Config(top.drafter, top.num_spec_tokens, max_num_seqs=top.max_num_seqs)
-    elif drafter is not None:
-        base = Config(drafter, ENGINE_DEFAULT_K)
-    else:
-        return {}
-    k = f"{base.drafter} k<={base.num_spec_tokens}"
-    rows = {
-        f"batch-size schedule ({k})": "schedule",
-        f"SGLang adaptive default ({base.drafter}, starts at k={base.num_spec_tokens})": (
-            "sglang_adaptive"
-        ),
-        f"goodput per step ({k}; no engine runs it)": "goodput",
-    }
-    return {
-        label: dataclasses.replace(base, policy=pol)
-        for label, pol in rows.items()
-        if pol != top.policy or top.is_tree
-    }
 
 
 def no_feasible_message(rs: ResolvedScenario, closest: Evaluation) -> str:

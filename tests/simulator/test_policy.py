@@ -30,7 +30,8 @@ from spectune.simulator import api, engine
 from spectune.simulator.acceptance import AcceptanceModel, draw_steps
 from spectune.simulator.errors import InputError
 from spectune.simulator.latency import ConstantLatency
-from spectune.simulator.policy import BatchSchedule, EmaSlot, draws_at, trtllm_bands
+from spectune.simulator.policy import draws_at
+from spectune.simulator.policy_rules import BatchSchedule, EmaSlot, trtllm_bands
 from spectune.simulator.schema import AcceptanceSpec
 
 TARGET = ConstantLatency(10.0, 1.0)

@@ -1,0 +1,374 @@
+"""The speculation policies' rules (:mod:`.policy` has the contract and how the engine
+runs them; docs/policies.md the engines' sources).
+
+- :class:`BatchSchedule`: k by the number of sequences in the iteration (vLLM's
+  ``num_speculative_tokens_per_batch_size``; TensorRT-LLM's ``draft_len_schedule``).
+- :class:`TrtllmDynamic`: TensorRT-LLM's lookup and acceptance gate.
+- :class:`EmaTiers`: SGLang's ``--speculative-adaptive``.
+- :class:`Goodput`: the k that maximises expected tokens per millisecond at this batch
+  size, from the step costs and the policy's running acceptance estimate.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .policy import Policy, Seen
+
+
+class BatchSchedule(Policy):
+    """k by a batch-size lookup.
+
+    vLLM form (``num_speculative_tokens_per_batch_size``, vLLM 0.32,
+    ``vllm/v1/spec_decode/dynamic/utils.py`` ``build_dynamic_sd_schedule_lookup``):
+    inclusive ``(lo, hi, k)`` ranges; a batch size in a gap takes the previous range's k,
+    past the last range the last k; every k capped at ``kmax`` (``num_speculative_tokens``);
+    the scheduler looks it up by the number of requests it scheduled
+    (``vllm/v1/core/sched/scheduler.py``), so the k verified next follows this
+    iteration's count.
+    """
+
+    def __init__(self, kmax: int, bands: list[tuple[int, int, int]], max_batch: int):
+        super().__init__(kmax)
+        self.bands = sorted((int(a), int(b), int(k)) for a, b, k in bands)
+        dense = [0] * (max_batch + 1)
+        last: int | None = None
+        nxt = 1
+        for lo, hi, k in self.bands:
+            if last is not None:
+                for b in range(nxt, min(lo, max_batch + 1)):
+                    dense[b] = min(kmax, last)
+            for b in range(max(lo, nxt), min(hi, max_batch) + 1):
+                dense[b] = min(kmax, k)
+            nxt = max(nxt, hi + 1)
+            last = k
+        for b in range(nxt, max_batch + 1):
+            dense[b] = min(kmax, last if last is not None else kmax)
+        dense[0] = dense[1] if max_batch >= 1 else kmax
+        self.dense = dense
+
+    def decide(self, batch: int) -> int:
+        return self.dense[min(max(batch, 0), len(self.dense) - 1)]
+
+
+def trtllm_bands(
+    kmax: int, draft_len_schedule: dict[int, int] | None, max_concurrency: int | None
+) -> list[tuple[int, int, int]]:
+    """TensorRT-LLM's batch-size lookup as inclusive ranges: ``draft_len_schedule`` maps
+    a batch size to the draft length of every batch size up to and including it (the
+    first key at or above the batch size wins; past the last key, 0 = no speculation;
+    ``tensorrt_llm/_torch/speculative/utils.py`` ``get_draft_len_for_batch_size``);
+    ``max_concurrency`` alone means ``{max_concurrency: kmax}`` (``llm_args.py``
+    ``DecodingBaseConfig``). Neither: kmax at every batch size."""
+    sched = dict(draft_len_schedule or {})
+    if not sched and max_concurrency is not None:
+        sched = {int(max_concurrency): kmax}
+    if not sched:
+        return [(1, 1, kmax)]
+    bands: list[tuple[int, int, int]] = []
+    lo = 1
+    for key in sorted(sched):
+        bands.append((lo, int(key), int(sched[key])))
+        lo = int(key) + 1
+    bands.append((lo, lo, 0))
+    return bands
+
+
+class TrtllmDynamic(BatchSchedule):
+    """TensorRT-LLM's dynamic speculation: the batch-size lookup of
+    :func:`trtllm_bands` by the requests the executor holds (``running``), then the
+    acceptance gate of ``tensorrt_llm/_torch/speculative/speculation_gate.py``
+    (``SpeculationGate``): every iteration that drafted (D > 0) adds the batch's pooled
+    rate A / D to a window of the last ``window`` samples; once the window is full and its
+    mean is below ``threshold``, speculation is off for good (a one-way latch).
+    """
+
+    counts = "running"
+
+    def __init__(
+        self,
+        kmax: int,
+        bands: list[tuple[int, int, int]],
+        max_batch: int,
+        window: int | None,
+        threshold: float | None,
+    ):
+        super().__init__(kmax, bands, max_batch)
+        self.window = int(window or 0)
+        self.threshold = threshold
+        self.observes = self.window > 0 and threshold is not None
+        self.rates: deque[float] = deque(maxlen=max(self.window, 1))
+        self.samples = 0
+        self.off = False
+
+    def decide(self, batch: int) -> int:
+        return 0 if self.off else super().decide(batch)
+
+    def observe(self, batch: int, k: int, seen: Seen) -> None:
+        if not self.observes or self.off:
+            return
+        for a, d in zip(seen.accepted.tolist(), seen.drafted.tolist(), strict=True):
+            if d <= 0:
+                continue
+            self.rates.append(a / d)
+            self.samples += 1
+            if self.samples >= self.window and sum(self.rates) / len(self.rates) < self.threshold:
+                self.off = True  # type: ignore[operator]
+                self.observes = False  # latched: nothing left to learn
+                return
+
+    def _trial(self) -> Policy:
+        t = copy.copy(self)
+        t.rates = deque(self.rates, maxlen=self.rates.maxlen)
+        return t
+
+
+class EmaSlot:
+    """One batch-size slot of SGLang's adaptive speculation (``AdaptiveStepSlot``)."""
+
+    def __init__(self, initial: int, cfg: dict[str, Any]):
+        self.cands = sorted(set(int(c) for c in cfg["candidate_steps"]))
+        self.alpha = float(cfg.get("ema_alpha", 0.2))
+        self.interval = int(cfg.get("update_interval", 5))
+        self.warmup = int(cfg.get("warmup_batches", 10))
+        self.down = float(cfg.get("down_hysteresis", -0.25))
+        self.up = float(cfg.get("up_hysteresis", 0.0))
+        self.ceiling = float(cfg.get("ceiling_coeff", 0))
+        self.steps = initial if initial in self.cands else self.cands[len(self.cands) // 2]
+        self.ema = float(self.steps - 1)
+        self.count = 0
+
+    def update(self, mean_accepted: float) -> None:
+        if self.steps > 0:
+            self.ema = (1.0 - self.alpha) * self.ema + self.alpha * mean_accepted
+        self.count += 1
+        if self.count <= self.warmup or (self.count - self.warmup) % self.interval:
+            return
+        c = self.cands
+        old = self.steps
+        i = i0 = c.index(old)
+        if old == 0:
+            i = min(i + 1, len(c) - 1)
+            if c[i] > 0 and self.ema < 0:
+                self.ema = float(c[i] - 1)
+            self.steps = c[i]
+            return
+        while i > 0:
+            prev = c[i - 1]
+            if self.ema <= (0.5 if prev == 0 else prev - 0.5) + self.down:
+                i -= 1
+            else:
+                break
+        if i == i0:
+            while i < len(c) - 1 and self.ema > c[i] - 0.5 + self.up:
+                i += 1
+        if self.ceiling > 0 and c[i] <= old:
+            cap = max(1, math.ceil(self.ema * self.ceiling))
+            while i > 0 and c[i] > cap:
+                i -= 1
+        self.steps = c[i]
+
+
+class EmaTiers(Policy):
+    """SGLang's ``--speculative-adaptive`` (EMA strategy; sgl-project/sglang
+    ``python/sglang/srt/speculative/adaptive_spec_params.py``, ``AdaptiveStepSlot`` and
+    ``AdaptiveSpeculativeParams``, read at commit 015c8726): one slot per batch-size key
+    (the largest key at or below the decode batch; below the smallest key, the smallest),
+    each with its own candidate steps, EMA of the batch-mean accepted drafts (updated only
+    while it speculates), iteration count, warm-up and update interval. After warm-up,
+    every ``update_interval`` iterations the slot steps down through the candidates while
+    the EMA <= (candidate - 0.5, or 0.5 for a 0 candidate) + ``down_hysteresis``, else up
+    while EMA > current - 0.5 + ``up_hysteresis``; from 0 it probes the next candidate up.
+    Initial step: ``num_spec_tokens`` if a candidate, else the middle candidate; the EMA
+    starts at that step - 1. Not modelled: padding the batch size up to a CUDA-graph size
+    before the slot lookup.
+    """
+
+    observes = True
+    counts = "decoding"
+
+    def __init__(self, initial: int, slots: dict[int, dict[str, Any]]):
+        self.slots = {int(b): EmaSlot(initial, cfg) for b, cfg in sorted(slots.items())}
+        self.keys = sorted(self.slots)
+        super().__init__(max(max(s.cands) for s in self.slots.values()))
+
+    def _slot(self, batch: int) -> EmaSlot:
+        i = bisect.bisect_right(self.keys, batch) - 1
+        return self.slots[self.keys[max(i, 0)]]
+
+    def decide(self, batch: int) -> int:
+        return self._slot(batch).steps
+
+    def observe(self, batch: int, k: int, seen: Seen) -> None:
+        if batch <= 0:
+            return
+        slot = self._slot(batch)
+        for a in seen.accepted.tolist():
+            slot.update(a / batch)
+
+    def horizon(self, batch: int, k: int, seen: Seen) -> int:
+        # The generic rule, stepping a copy of the one slot this batch size uses.
+        n = seen.accepted.shape[0]
+        slot = self._slot(batch)
+        if slot.steps != k:
+            return 1
+        trial = copy.copy(slot)
+        for i, a in enumerate(seen.accepted[: n - 1].tolist()):
+            trial.update(a / batch)
+            if trial.steps != k:
+                return i + 1
+        return n
+
+
+class Goodput(Policy):
+    """The k in 0..kmax with the most expected tokens per millisecond at this batch size:
+    argmax_k E[tokens](k; α̂) / step_ms(B, k), ties to the smaller k (TurboSpec's goodput
+    rule, arXiv 2406.14066). vLLM 0.32's adaptive verification
+    (``enable_adaptive_verification``, ``vllm/v1/worker/gpu/spec_decode/
+    adaptive_verification.py``) sizes the verify budget from profiled step costs and
+    per-request draft confidences, for ``method: dspark`` only; this policy is the same
+    goodput rule with a running acceptance estimate in place of confidences, which other
+    drafters do not expose.
+
+    α̂ is the maximum-likelihood per-draft acceptance of the geometric model over what the
+    policy observed, decayed per iteration by 1 - 1/``window`` (a sequence that accepts L of
+    its d drafts saw L acceptances, and one rejection when L < d; a step that drafted
+    nothing, an n-gram miss, saw neither).
+    Before any observation it speculates kmax. At k = 0 nothing is observed (the estimate
+    stands still), so after ``window`` iterations without speculation it probes at kmax for
+    one iteration and decides again from what that showed.
+
+    Args:
+        step_ms: (batch, k) -> milliseconds of one decode iteration (the cost table an
+            engine profiles; :func:`reference_step_ms`).
+    """
+
+    observes = True
+
+    def __init__(self, kmax: int, step_ms: Callable[[int, int], float], window: float = 64.0):
+        super().__init__(kmax)
+        self.step_ms = step_ms
+        self.decay = 1.0 - 1.0 / float(window)
+        self.num = 0.0  # decayed accepted drafts
+        self.den = 0.0  # decayed accepted drafts + rejections
+        self.off_run = 0  # iterations since it last speculated
+        self.probe_after = max(1, math.ceil(window))
+        self._rules: dict[int, tuple[list[float], list[int]]] = {}
+
+    def _rule(self, batch: int) -> tuple[list[float], list[int]]:
+        """The choice as a function of α̂ at this batch size: breakpoints t_1 < t_2 < ...
+        and the k chosen on each interval (α̂ < t_1: ks[0]; t_i <= α̂ < t_(i+1): ks[i]).
+
+        E[tokens](k+1) / E[tokens](k) grows with α, so the best k never falls as α̂ rises:
+        the choice is a step function, found once per batch size by bisection (to 1e-12)
+        between the estimates where it differs. :meth:`decide` and :meth:`horizon` both
+        read it, so a run's horizon is exactly what per-iteration decisions would do.
+        """
+        rule = self._rules.get(batch)
+        if rule is not None:
+            return rule
+        b = max(batch, 1)
+        cost = [self.step_ms(b, k) for k in range(self.kmax + 1)]
+
+        def best(alpha: float) -> int:
+            rates = []
+            for k in range(self.kmax + 1):
+                tokens = k + 1.0 if alpha >= 1.0 else (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
+                rates.append(tokens / cost[k])
+            top = max(rates)
+            return next(k for k, r in enumerate(rates) if r >= top * (1.0 - 1e-12))
+
+        cuts: list[float] = []
+        ks = [best(0.0)]
+
+        def split(lo: float, hi: float, k_lo: int, k_hi: int) -> None:
+            if k_lo == k_hi:
+                return
+            if hi - lo <= 1e-12:
+                cuts.append(hi)
+                ks.append(k_hi)
+                return
+            mid = 0.5 * (lo + hi)
+            k_mid = best(mid)
+            split(lo, mid, k_lo, k_mid)
+            split(mid, hi, k_mid, k_hi)
+
+        split(0.0, 1.0, ks[0], best(1.0))
+        rule = self._rules[batch] = (cuts, ks)
+        return rule
+
+    def _choice(self, batch: int, num: float, den: float) -> int:
+        if den <= 0.0:  # nothing observed yet: speculate the window
+            return self.kmax
+        cuts, ks = self._rule(batch)
+        return ks[bisect.bisect_right(cuts, num / den)]
+
+    def decide(self, batch: int) -> int:
+        if self.off_run >= self.probe_after:  # long without speculation: probe once
+            return self.kmax
+        return self._choice(batch, self.num, self.den)
+
+    def observe(self, batch: int, k: int, seen: Seen) -> None:
+        if k == 0:
+            self.off_run += seen.accepted.shape[0]
+            return
+        self.off_run = 0
+        num, den, g = self.num, self.den, self.decay
+        for a, r in zip(seen.accepted.tolist(), seen.rejected.tolist(), strict=True):
+            num = g * num + a
+            den = g * den + a + r
+        self.num, self.den = num, den
+
+    def horizon(self, batch: int, k: int, seen: Seen) -> int:
+        # The generic rule, with the estimate stepped in floats: the first iteration after
+        # which the choice differs.
+        n = seen.accepted.shape[0]
+        if self.decide(batch) != k:
+            return 1
+        if k == 0:  # nothing to learn: the next change is the probe
+            return max(1, min(n, self.probe_after - self.off_run))
+        num, den, g = self.num, self.den, self.decay
+        acc, rej = seen.accepted[: n - 1].tolist(), seen.rejected[: n - 1].tolist()
+        for j, (a, r) in enumerate(zip(acc, rej, strict=True)):
+            num = g * num + a
+            den = g * den + a + r
+            if self._choice(batch, num, den) != k:
+                return j + 1
+        return n
+
+
+def build_policy(
+    spec: Any, kmax: int, max_batch: int, step_ms: Callable[[int, int], float]
+) -> Policy:
+    """The runtime policy of a ``spec.policy`` (:mod:`.policy_schema`).
+
+    Args:
+        spec: the policy's contract (not ``fixed``).
+        kmax: ``spec.num_spec_tokens``.
+        max_batch: ``serving.max_num_seqs``.
+        step_ms: the cost table (:func:`reference_step_ms`).
+    """
+    if spec.kind == "batch_schedule":
+        sched = BatchSchedule(kmax, [tuple(b) for b in spec.bands], max_batch)
+        sched.counts = spec.counts
+        return sched
+    if spec.kind == "goodput":
+        return Goodput(kmax, step_ms, spec.window_iterations)
+    if spec.kind == "trtllm_dynamic":
+        sched = None if spec.draft_len_schedule is None else dict(spec.draft_len_schedule)
+        bands = trtllm_bands(kmax, sched, spec.max_concurrency)
+        return TrtllmDynamic(
+            kmax,
+            bands,
+            max_batch,
+            spec.acceptance_rate_window_size,
+            spec.acceptance_rate_threshold,
+        )
+    if spec.kind == "sglang_adaptive":
+        return EmaTiers(kmax, spec.slot_configs())
+    raise ValueError(f"unknown policy kind {spec.kind!r}")
