@@ -219,6 +219,8 @@ class VllmSettings:
         seed: vLLM's seed.
         probe: load the step probe (per-step timings).
         max_model_len: context limit (None: the model's).
+        extra: further ``EngineArgs`` keywords as they are; on the server's command line
+            ``--key value``, and a boolean as ``--key`` / ``--no-key``.
     """
 
     model: str
@@ -322,7 +324,11 @@ class VllmSettings:
         if self.probe:
             a += ["--worker-extension-cls", PROBE]
         for k, v in self.extra.items():
-            a += [f"--{k.replace('_', '-')}", str(v)]
+            flag = k.replace("_", "-")
+            if isinstance(v, bool):  # vLLM's boolean options: --flag / --no-flag
+                a.append(f"--{flag}" if v else f"--no-{flag}")
+            else:
+                a += [f"--{flag}", str(v)]
         return a
 
 

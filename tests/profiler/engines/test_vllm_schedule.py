@@ -93,3 +93,13 @@ def test_vllm_reads_the_schedule_as_written():
     for bands in BAD[:-2]:  # the two we refuse as types vLLM would coerce
         with pytest.raises(ValueError):
             utils.validate_and_normalize_dynamic_sd_schedule(bands)
+
+
+def test_boolean_extras_are_vllm_flags():
+    st = VllmSettings(model="/m", extra={"async_scheduling": False, "max_logprobs": 3})
+    args = st.serve_args("127.0.0.1", 8000, "x")
+    assert "--no-async-scheduling" in args
+    assert args[args.index("--max-logprobs") + 1] == "3"
+    assert st.engine_kwargs()["async_scheduling"] is False
+    on = VllmSettings(model="/m", extra={"async_scheduling": True})
+    assert "--async-scheduling" in on.serve_args("127.0.0.1", 8000, "x")
