@@ -26,12 +26,21 @@ repeat, to average drift. Every finished run is appended to ``--runs`` (JSON lin
 fingerprint of the configurations and workloads): a killed run resumes where it stopped,
 and ``--report-only`` re-renders the report from it. The servers are always stopped.
 
-    .venv/bin/python benchmarks/bench_vllm_policy.py            # defaults below, ~12 min here
+The report in docs/validation-vllm/ (10 repeats, the honour check, the calibrated
+scenario's predictions beside; with its runs file in place this re-renders it, with
+another ``--runs`` file it measures afresh: about 20 minutes on a quiet 2-core machine, 4
+engine starts included; it waits for other processes before each run)::
+
+    .venv/bin/python benchmarks/bench_vllm_policy.py --honour-check --repeats 10 \\
+        --also-predict docs/validation-vllm/calibrated-scenario.yaml
+
+Other schedules, drafters and loads::
+
     .venv/bin/python benchmarks/bench_vllm_policy.py examples/local-cpu-vllm.yaml \\
         --drafter byte-drafter --fixed-k 6 --concurrency 1,2,4,8 --max-num-seqs 8 \\
-        --repeats 6 --runs docs/validation-vllm/policy-runs.jsonl \\
-        --report docs/validation-vllm/policy-report.md
-    .venv/bin/python benchmarks/bench_vllm_policy.py --bands '[[1, 2, 4], [3, 8, 2]]'
+        --runs runs/policy.jsonl --report runs/policy.md
+    .venv/bin/python benchmarks/bench_vllm_policy.py --bands '[[1, 2, 4], [3, 8, 2]]' \\
+        --runs runs/policy-bands.jsonl --report runs/policy-bands.md
 
 Defaults: the byte drafter (``draft_model``) at a window of 6: for the n-gram drafters of
 this scenario the emitted schedule is the window at every band, i.e. the fixed k itself
@@ -51,7 +60,8 @@ as token ids (``.jsonl``, ``{"prompt_ids": [...]}``) for a model with a real tok
         --runs runs/gpu-policy.jsonl --report runs/gpu-policy.md
 
 (On a GPU vLLM may run async scheduling for a draft model; the simulator prices a
-synchronous engine: pass ``--extra async_scheduling=false`` to compare like with like.)
+synchronous engine: ``--extra async_scheduling=false`` serves with
+``--no-async-scheduling``, like with like.)
 """
 
 from __future__ import annotations
@@ -168,7 +178,8 @@ def predict(rs: Any, seed: int) -> dict[str, Any]:
     from spectune.simulator.api import simulate
 
     m = simulate(rs, seed).metrics
-    pol = (m.get("config") or {}).get("policy") or {}
+    # the k the DES ran: metrics["speculation_k"] (earlier: metrics["config"]["policy"])
+    pol = m.get("speculation_k") or (m.get("config") or {}).get("policy") or {}
     by_k = {int(k): int(v) for k, v in (pol.get("iterations_by_k") or {}).items()}
     return {
         "throughput_tok_per_s": float(m["throughput_tok_per_s"]),
@@ -835,7 +846,7 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     for kv in args.extra or []:
         k, _, v = kv.partition("=")
-        extra[k] = v
+        extra[k] = {"true": True, "false": False}.get(v.lower(), v)
     settings = {
         cfg: VllmSettings(
             model=str(target_dir),
@@ -942,13 +953,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="1,2,4,8")
     ap.add_argument("--max-num-seqs", type=int, default=8)
     ap.add_argument("--requests", type=int, help="per level (default max(32, 6 x c))")
-    ap.add_argument("--repeats", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eager", action="store_true")
     ap.add_argument("--kv-cache-gib", type=float, default=1.0)
     ap.add_argument("--models", help="folder of checkpoints (default: models/)")
     ap.add_argument("--prompts", help="prompt file (default examples/prompts/stdlib.txt)")
-    ap.add_argument("--extra", action="append", help="extra vllm serve flag KEY=VALUE")
+    ap.add_argument(
+        "--extra",
+        action="append",
+        help="further vLLM engine argument KEY=VALUE (true/false: --key / --no-key)",
+    )
     ap.add_argument(
         "--also-predict",
         action="append",
@@ -990,6 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  predicted c={c} (n={plan['n'][c]}): schedule {pa:.0f}, fixed {pb:.0f}")
     log = RunLog(Path(args.runs), plan["fingerprint"])
     t0 = time.monotonic()
+    rows_before = len(log.rows)
     if not args.report_only:
         from spectune.profiler.engines.processes import sigterm_as_interrupt
 
@@ -1008,7 +1024,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "load": f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—",
         "wall": f"{walls:.0f} s over {len(rows)} runs"
-        + ("" if args.report_only else f"; this invocation {time.monotonic() - t0:.0f} s"),
+        + (
+            f"; this invocation {time.monotonic() - t0:.0f} s"
+            if len(log.rows) > rows_before
+            else ""
+        ),
     }
     plan["honour_notes"] = honour_notes(plan["levels"], rows, plan)
     plan["honour_rows"] = [r for r in log.rows if r.get("kind") == "honour"]
