@@ -117,6 +117,50 @@ def resolve_tree(rs: ResolvedScenario) -> Tree:
     return optimal_tree(acc.ranked, budget, int(spec.tree.depth or budget))
 
 
+def iteration_pricer(
+    rs: ResolvedScenario,
+    drafter: str | None,
+    tree: Tree,
+    target: ForwardLatency,
+    draft: ForwardLatency | None = None,
+) -> StepCost:
+    """The DES's pricer of one iteration with ``drafter`` drafting ``tree`` (the empty tree
+    or no drafter: plain decoding): the serving and profile host overheads, the drafter's
+    own terms, the engine's draft-pass rules (``serving.engine``). Everything that prices
+    iterations outside the DES (the batch-size schedule, the tuner's screen, the capacity
+    prober) uses this, so they price what the DES runs.
+
+    Args:
+        rs: the scenario (serving, target profile's host overhead, drafters).
+        drafter: a drafter's name, or None.
+        tree: the draft shape (``Tree.chain(k)`` for a chain).
+        target: the target's forward latency.
+        draft: the drafter's forward latency (draft models and heads).
+    """
+    sc = rs.scenario
+    spec = rs.drafters[drafter].spec if drafter and drafter != "none" and tree.num_nodes else None
+    kind = spec.kind if spec else None
+    overhead_ms, overhead_per_seq_ms = step_overheads(
+        sc.serving, spec, tree, rs.target.host_overhead
+    )
+    mode = spec.tree_draft if spec else "incremental"
+    levels = tree_level_queries(tree.width_per_depth(), mode)
+    levels = engine_rules(sc.serving.engine).draft_levels(kind, tree, levels)
+    return StepCost(
+        target,
+        kind=kind,
+        draft=draft if spec else None,
+        level_queries=levels,
+        nodes=tree.num_nodes,
+        self_fraction=(spec.self_layers or 0) / rs.target.model.layers if spec else 0.0,
+        ngram_ms_per_token=spec.draft_ms_per_token if spec else 0.0,
+        overhead_ms=overhead_ms,
+        overhead_per_seq_ms=overhead_per_seq_ms,
+        fused_prefill=sc.serving.prefill == "fused",
+        padded_query=sc.serving.attention_context == "max",
+    )
+
+
 def simulate(
     rs: ResolvedScenario,
     seed: int | None = None,
@@ -197,27 +241,7 @@ def _simulate(
             models.append((f"drafter {rd.spec.name}", draft))
 
     def cost_for(tr: Tree) -> StepCost:
-        """The iteration pricer of draft shape ``tr`` (the empty tree: plain decoding)."""
-        spec = rd.spec if rd is not None and tr.num_nodes else None
-        overhead_ms, overhead_per_seq_ms = step_overheads(
-            sc.serving, spec, tr, rs.target.host_overhead
-        )
-        mode = spec.tree_draft if spec else "incremental"
-        levels = tree_level_queries(tr.width_per_depth(), mode)
-        levels = engine_rules(sc.serving.engine).draft_levels(kind if spec else None, tr, levels)
-        return StepCost(
-            target,
-            kind=kind if spec else None,
-            draft=draft if spec else None,
-            level_queries=levels,
-            nodes=tr.num_nodes,
-            self_fraction=(spec.self_layers or 0) / rs.target.model.layers if spec else 0.0,
-            ngram_ms_per_token=spec.draft_ms_per_token if spec else 0.0,
-            overhead_ms=overhead_ms,
-            overhead_per_seq_ms=overhead_per_seq_ms,
-            fused_prefill=sc.serving.prefill == "fused",
-            padded_query=sc.serving.attention_context == "max",
-        )
+        return iteration_pricer(rs, sc.spec.drafter if rd else None, tr, target, draft)
 
     cost = cost_for(tree)
     nodes = tree.num_nodes

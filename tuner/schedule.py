@@ -8,8 +8,9 @@ schedule means) the steady-state decode throughput of a config is therefore
     throughput(B, k) = B · E[tokens/step](k) / step_ms(B, k),
 
 with the same latency models (:class:`~spectune.simulator.latency.LatencyModel`), the same
-draft-cost rules by drafter kind and the same acceptance model (its mean over requests'
-spread, from :class:`~spectune.simulator.acceptance.AcceptanceModel`) as the DES. For each
+iteration pricer (:func:`~spectune.simulator.api.iteration_pricer`: host overheads, the
+drafter's terms, the engine's draft-pass rules) and the same per-step draws (their mean,
+from :func:`~spectune.simulator.acceptance.draw_steps`) as the DES. For each
 band the k maximising it wins (ties to the smaller k; k = 0 = do not speculate). No
 queueing enters at a fixed batch, so no DES run is needed; the context per sequence is
 the workload's mean prompt plus half its mean output (tokens).
@@ -29,11 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spectune.simulator.acceptance import AcceptanceModel
-from spectune.simulator.api import tree_level_queries
+from spectune.simulator.acceptance import AcceptanceModel, draw_steps
+from spectune.simulator.api import iteration_pricer
 from spectune.simulator.latency import LatencyModel
 from spectune.simulator.scenario import ResolvedScenario
-from spectune.simulator.stepcost import StepCost, step_overheads
+from spectune.simulator.stepcost import StepCost
 from spectune.simulator.tree import Tree
 
 Band = tuple[int, int, int]
@@ -108,30 +109,11 @@ class StepCosts:
         return cls(rs, mean_context_tokens(rs), target, drafters, seed)
 
     def step_cost(self, drafter: str = "none", k: int = 0, tree: Tree | None = None) -> StepCost:
-        """The DES's own iteration pricer for this config."""
-        sv = self.rs.scenario.serving
-        if drafter == "none" or (tree is None and k <= 0):
-            overhead, per_seq = step_overheads(sv, None, Tree.chain(0))
-            return StepCost(self.target, overhead_ms=overhead, overhead_per_seq_ms=per_seq)
-        d = self.rs.drafters[drafter]
-        if tree is not None:
-            levels = tree_level_queries(tree.width_per_depth(), d.spec.tree_draft)
-            nodes = tree.num_nodes
-        else:
-            levels = (1,) * k
-            nodes = k
-        overhead, per_seq = step_overheads(sv, d.spec, tree if tree is not None else Tree.chain(k))
-        return StepCost(
-            self.target,
-            kind=d.spec.kind,
-            draft=self.drafters[drafter],
-            level_queries=levels,
-            nodes=nodes,
-            self_fraction=(d.spec.self_layers or 0) / self.rs.target.model.layers,
-            ngram_ms_per_token=d.spec.draft_ms_per_token,
-            overhead_ms=overhead + d.spec.step_overhead_ms,
-            overhead_per_seq_ms=per_seq + d.spec.step_overhead_per_seq_ms,
-        )
+        """The DES's own iteration pricer for this config
+        (:func:`~spectune.simulator.api.iteration_pricer`)."""
+        shape = tree if tree is not None else Tree.chain(max(k, 0))
+        name = None if drafter == "none" else drafter
+        return iteration_pricer(self.rs, name, shape, self.target, self.drafters.get(drafter))
 
     def step_ms(
         self, batch: int, drafter: str = "none", k: int = 0, tree: Tree | None = None
@@ -148,21 +130,26 @@ class StepCosts:
         return float(cost.decode_ms(batch, np.array([self.context_tokens]))[0])
 
     def tokens_per_step(self, drafter: str = "none", k: int = 0, tree: Tree | None = None) -> float:
-        """Expected tokens a sequence emits per step (bonus included), averaged over the
-        requests' acceptance spread (512 seeded draws)."""
+        """Expected tokens a sequence emits per step (bonus included), as the DES draws
+        them: the mean over 256 seeded requests of 128 steps each of the same per-step
+        draws (:func:`~spectune.simulator.acceptance.draw_steps`: replayed trajectories
+        when the profile has them, else the vectors with the requests' spread)."""
         if drafter == "none" or (tree is None and k <= 0):
             return 1.0
         key = (drafter, k, tree)
         if key not in self._tokens:
-            spec = self.rs.drafters[drafter].acceptance
+            d = self.rs.drafters[drafter]
+            spec, kind = d.acceptance, d.spec.kind
             model = (
-                AcceptanceModel.for_tree(spec, tree)
+                AcceptanceModel.for_tree(spec, tree, kind)
                 if tree is not None
-                else AcceptanceModel.for_chain(spec, k)
+                else AcceptanceModel.for_chain(spec, k, kind)
             )
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 7]))
-            surv = model.survival(model.request_shifts(rng, 512))
-            self._tokens[key] = float(1.0 + surv.sum(axis=1).mean())
+            n, steps = 256, 128
+            seeds = np.random.SeedSequence([self.seed, 7]).spawn(2)
+            rngs = [np.random.default_rng(q) for q in seeds]
+            draws = draw_steps(model, np.full(n, steps, dtype=np.int64), *rngs)
+            self._tokens[key] = float(draws.cum[draws.off + steps].sum()) / (n * steps)
         return self._tokens[key]
 
     def throughput_tok_per_s(
