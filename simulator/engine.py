@@ -226,8 +226,6 @@ class Engine:
                 continue
             obs = None
             if chunks:
-                if batch and self.spec is not None and self.spec.policy.observes:
-                    obs = self._observed(1)
                 ctx = self._priced_ctx(1)[0] if batch else 0.0
                 drafts = s.drafts_ahead(1) if batch else None
                 ms = self.cost.mixed_ms(batch, ctx, [(c, pre) for _, c, pre in chunks], drafts)
@@ -239,10 +237,9 @@ class Engine:
                 n, delay = self._plan_run(now, batch)
                 obs = self._run_obs
             res.iterations += n
+            k_now = s.nodes
             if res.k_hist is not None:
-                res.k_hist[s.nodes] += n
-                if obs is not None:
-                    self.spec.policy.observe(batch, s.nodes, obs.head(n))  # type: ignore[union-attr]
+                res.k_hist[k_now] += n
                 self._last_batch = batch + len(chunks)
             if batch * s.query > s.max_batched_tokens:
                 res.budget_exceeded_iterations += n
@@ -253,6 +250,9 @@ class Engine:
             done: list[int] = []
             if batch:
                 ids, drawn, emitted = s.advance(n)
+                if self.spec is not None and self.spec.policy.observes:
+                    seen = obs.head(n) if obs is not None else self._observed_last()
+                    self.spec.policy.observe(batch, k_now, seen)
                 res.decode_steps += batch * n
                 res.drawn_tokens += drawn
                 res.decode_tokens += emitted
@@ -299,6 +299,19 @@ class Engine:
             return len(s.running)
         return self._last_batch
 
+    def _observed_last(self) -> Seen:
+        """What the decode batch accepted in the iteration just advanced (one step)."""
+        s = self.s
+        tok = s.last_drawn  # [B] tokens each sequence drew
+        b = tok.shape[0]
+        if s.dcum is None:
+            rej = int((tok <= s.nodes).sum()) if s.nodes else 0
+            return Seen([int(tok.sum()) - b], [rej], [b * s.nodes])
+        p1 = s.ptr[s.dec_ids]
+        d = s.dcum[p1] - s.dcum[p1 - 1]
+        rej = int(((d > 0) & (tok - 1 < d)).sum())
+        return Seen([int(tok.sum()) - b], [rej], [int(d.sum())])
+
     def _observed(self, n: int) -> Seen:
         """What the decode batch accepts in each of the next ``n`` iterations at the
         current k — what the engine's own counters report after each iteration. A
@@ -311,13 +324,13 @@ class Engine:
         acc = tok - 1
         if s.dcum is None:
             drafted = np.full(n, b * s.nodes, dtype=np.int64)
-            rejected = (acc < s.nodes).sum(axis=0) if s.nodes else np.zeros(n, dtype=np.int64)
+            rejected = (acc < s.nodes).sum(axis=0)
         else:
             dc = s.dcum[p]
             d = dc[:, 1:] - dc[:, :-1]  # [B, n] drafts per step
             drafted = d.sum(axis=0)
             rejected = ((d > 0) & (acc < d)).sum(axis=0)
-        return Seen(acc.sum(axis=0), rejected, drafted)
+        return Seen(acc.sum(axis=0).tolist(), rejected.tolist(), drafted.tolist())
 
     def _priced_ctx(self, n: int) -> np.ndarray:
         """Context the next ``n`` decode iterations are priced at (mean or longest)."""
@@ -337,7 +350,7 @@ class Engine:
             if pol.observes:
                 seen = self._run_obs = self._observed(n)
             else:
-                z = np.zeros(n, dtype=np.int64)
+                z = [0] * n
                 seen = Seen(z, z, z)
             n = pol.horizon(batch, s.nodes, seen)
         t_next = math.inf

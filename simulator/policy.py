@@ -74,9 +74,9 @@ def draws_at(draws: StepDraws, k: int, kmax: int) -> StepDraws:
 class Seen(NamedTuple):
     """What an engine's own counters report after each of ``n`` iterations."""
 
-    accepted: np.ndarray  # [n] accepted drafts summed over the decode batch
-    rejected: np.ndarray  # [n] sequences that drafted and accepted fewer than they drafted
-    drafted: np.ndarray  # [n] drafted tokens summed over the decode batch
+    accepted: list[int]  # [n] accepted drafts summed over the decode batch
+    rejected: list[int]  # [n] sequences that drafted and accepted fewer than they drafted
+    drafted: list[int]  # [n] drafted tokens summed over the decode batch
 
     def head(self, m: int) -> Seen:
         """The first ``m`` iterations."""
@@ -121,7 +121,7 @@ class Policy:
         """Of the next ``n`` decode-only iterations (``batch`` sequences, all at ``k``), how
         many run before the policy may choose another k: m in 1..n such that the decisions
         after iterations 1..m-1 (having observed them) all return k."""
-        n = seen.accepted.shape[0]
+        n = len(seen.accepted)
         if self.decide(batch) != k:
             return 1
         if not self.observes:

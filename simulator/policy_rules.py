@@ -103,29 +103,52 @@ class TrtllmDynamic(BatchSchedule):
         self.threshold = threshold
         self.observes = self.window > 0 and threshold is not None
         self.rates: deque[float] = deque(maxlen=max(self.window, 1))
+        self.total = 0.0  # sum of the window, kept running
         self.samples = 0
         self.off = False
 
     def decide(self, batch: int) -> int:
         return 0 if self.off else super().decide(batch)
 
-    def observe(self, batch: int, k: int, seen: Seen) -> None:
-        if not self.observes or self.off:
-            return
-        for a, d in zip(seen.accepted.tolist(), seen.drafted.tolist(), strict=True):
+    def _gate(self, accepted: list[int], drafted: list[int], commit: bool) -> int | None:
+        """Step the gate over iterations; the index of the one that latches it, or None.
+        ``commit``: keep the new state (observe) or leave it untouched (horizon). The
+        window's sum is kept running, with the same additions either way."""
+        rates = self.rates if commit else deque(self.rates, maxlen=self.rates.maxlen)
+        total, samples = self.total, self.samples
+        thr, full = float(self.threshold or 0.0), rates.maxlen
+        hit = None
+        for i, (a, d) in enumerate(zip(accepted, drafted, strict=True)):
             if d <= 0:
                 continue
-            self.rates.append(a / d)
-            self.samples += 1
-            if self.samples >= self.window and sum(self.rates) / len(self.rates) < self.threshold:
-                self.off = True  # type: ignore[operator]
+            r = a / d
+            if len(rates) == full:
+                total -= rates[0]
+            rates.append(r)
+            total += r
+            samples += 1
+            if samples >= self.window and total / len(rates) < thr:
+                hit = i
+                break
+        if commit:
+            self.total, self.samples = total, samples
+            if hit is not None:
+                self.off = True
                 self.observes = False  # latched: nothing left to learn
-                return
+        return hit
 
-    def _trial(self) -> Policy:
-        t = copy.copy(self)
-        t.rates = deque(self.rates, maxlen=self.rates.maxlen)
-        return t
+    def observe(self, batch: int, k: int, seen: Seen) -> None:
+        if self.observes and not self.off:
+            self._gate(seen.accepted, seen.drafted, commit=True)
+
+    def horizon(self, batch: int, k: int, seen: Seen) -> int:
+        n = len(seen.accepted)
+        if self.decide(batch) != k:
+            return 1
+        if not self.observes or self.off:
+            return n
+        hit = self._gate(seen.accepted[: n - 1], seen.drafted[: n - 1], False)
+        return n if hit is None else hit + 1
 
 
 class EmaSlot:
@@ -208,17 +231,17 @@ class EmaTiers(Policy):
         if batch <= 0:
             return
         slot = self._slot(batch)
-        for a in seen.accepted.tolist():
+        for a in seen.accepted:
             slot.update(a / batch)
 
     def horizon(self, batch: int, k: int, seen: Seen) -> int:
         # The generic rule, stepping a copy of the one slot this batch size uses.
-        n = seen.accepted.shape[0]
+        n = len(seen.accepted)
         slot = self._slot(batch)
         if slot.steps != k:
             return 1
         trial = copy.copy(slot)
-        for i, a in enumerate(seen.accepted[: n - 1].tolist()):
+        for i, a in enumerate(seen.accepted[: n - 1]):
             trial.update(a / batch)
             if trial.steps != k:
                 return i + 1
@@ -315,11 +338,11 @@ class Goodput(Policy):
 
     def observe(self, batch: int, k: int, seen: Seen) -> None:
         if k == 0:
-            self.off_run += seen.accepted.shape[0]
+            self.off_run += len(seen.accepted)
             return
         self.off_run = 0
         num, den, g = self.num, self.den, self.decay
-        for a, r in zip(seen.accepted.tolist(), seen.rejected.tolist(), strict=True):
+        for a, r in zip(seen.accepted, seen.rejected, strict=True):
             num = g * num + a
             den = g * den + a + r
         self.num, self.den = num, den
@@ -327,18 +350,37 @@ class Goodput(Policy):
     def horizon(self, batch: int, k: int, seen: Seen) -> int:
         # The generic rule, with the estimate stepped in floats: the first iteration after
         # which the choice differs.
-        n = seen.accepted.shape[0]
+        n = len(seen.accepted)
         if self.decide(batch) != k:
             return 1
         if k == 0:  # nothing to learn: the next change is the probe
             return max(1, min(n, self.probe_after - self.off_run))
+        # k's interval of estimates: bisect_right(cuts, α) == i  <=>  cuts[i-1] <= α < cuts[i]
+        cuts, ks = self._rule(batch)
+        i = bisect.bisect_right(cuts, self.num / self.den) if self.den > 0.0 else -1
+        if i >= 0 and ks[i] != k:  # k was not the rule's choice (a probe): check each step
+            i = -1
+        lo = cuts[i - 1] if i > 0 else -math.inf
+        hi = cuts[i] if 0 <= i < len(cuts) else math.inf
         num, den, g = self.num, self.den, self.decay
-        acc, rej = seen.accepted[: n - 1].tolist(), seen.rejected[: n - 1].tolist()
+        acc, rej = seen.accepted[: n - 1], seen.rejected[: n - 1]
         for j, (a, r) in enumerate(zip(acc, rej, strict=True)):
             num = g * num + a
             den = g * den + a + r
-            if self._choice(batch, num, den) != k:
-                return j + 1
+            if den <= 0.0:
+                if self.kmax != k:
+                    return j + 1
+                continue
+            alpha = num / den
+            if i < 0 or alpha < lo or alpha >= hi:  # (i < 0: k is not the estimate's choice)
+                if self._choice(batch, num, den) != k:
+                    return j + 1
+                i = bisect.bisect_right(cuts, alpha)
+                if ks[i] != k:
+                    i = -1
+                    continue
+                lo = cuts[i - 1] if i > 0 else -math.inf
+                hi = cuts[i] if i < len(cuts) else math.inf
         return n
 
 

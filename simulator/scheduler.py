@@ -336,6 +336,7 @@ class Scheduler:
         p = self.ptr[ids]
         p1 = p + n
         drawn = self.cum[p1] - self.cum[p]
+        self.last_drawn = drawn  # [B] per sequence (a policy's one-step observation)
         g0 = self.gen[ids]
         g1 = np.minimum(g0 + drawn, self.output[ids])
         self.gen[ids] = g1
