@@ -305,8 +305,13 @@ class Engine:
         tok = s.last_drawn  # [B] tokens each sequence drew
         b = tok.shape[0]
         if s.dcum is None:
-            rej = int((tok <= s.nodes).sum()) if s.nodes else 0
-            return Seen([int(tok.sum()) - b], [rej], [b * s.nodes])
+            k = s.nodes
+            if b <= 32:  # small batches: Python ints beat numpy's per-call cost
+                t = tok.tolist()
+                rej = sum(1 for x in t if x <= k) if k else 0
+                return Seen([sum(t) - b], [rej], [b * k])
+            rej = int((tok <= k).sum()) if k else 0
+            return Seen([int(tok.sum()) - b], [rej], [b * k])
         p1 = s.ptr[s.dec_ids]
         d = s.dcum[p1] - s.dcum[p1 - 1]
         rej = int(((d > 0) & (tok - 1 < d)).sum())

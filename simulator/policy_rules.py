@@ -167,11 +167,33 @@ class EmaSlot:
         self.count = 0
 
     def update(self, mean_accepted: float) -> None:
-        if self.steps > 0:
-            self.ema = (1.0 - self.alpha) * self.ema + self.alpha * mean_accepted
-        self.count += 1
-        if self.count <= self.warmup or (self.count - self.warmup) % self.interval:
-            return
+        """One verify's batch-mean accepted drafts (SGLang's ``update``)."""
+        self.run([mean_accepted], stop_on_change=False)
+
+    def run(self, means: list[float], stop_on_change: bool) -> int | None:
+        """:meth:`update` over several iterations, the EMA stepped in a local loop between
+        decisions (the same arithmetic). Returns the index of the first iteration after
+        which the steps changed (and stops there when ``stop_on_change``), or None."""
+        a, b = 1.0 - self.alpha, self.alpha
+        ema, count, changed = self.ema, self.count, None
+        for i, m in enumerate(means):
+            if self.steps > 0:
+                ema = a * ema + b * m
+            count += 1
+            if count <= self.warmup or (count - self.warmup) % self.interval:
+                continue
+            self.ema, old = ema, self.steps
+            self._decide()
+            ema = self.ema
+            if self.steps != old and changed is None:
+                changed = i
+                if stop_on_change:
+                    break
+        self.ema, self.count = ema, count
+        return changed
+
+    def _decide(self) -> None:
+        """SGLang's ``_recompute_params`` on the current EMA."""
         c = self.cands
         old = self.steps
         i = i0 = c.index(old)
@@ -230,9 +252,7 @@ class EmaTiers(Policy):
     def observe(self, batch: int, k: int, seen: Seen) -> None:
         if batch <= 0:
             return
-        slot = self._slot(batch)
-        for a in seen.accepted:
-            slot.update(a / batch)
+        self._slot(batch).run([a / batch for a in seen.accepted], stop_on_change=False)
 
     def horizon(self, batch: int, k: int, seen: Seen) -> int:
         # The generic rule, stepping a copy of the one slot this batch size uses.
@@ -241,11 +261,8 @@ class EmaTiers(Policy):
         if slot.steps != k:
             return 1
         trial = copy.copy(slot)
-        for i, a in enumerate(seen.accepted[: n - 1]):
-            trial.update(a / batch)
-            if trial.steps != k:
-                return i + 1
-        return n
+        hit = trial.run([a / batch for a in seen.accepted[: n - 1]], stop_on_change=True)
+        return n if hit is None else hit + 1
 
 
 class Goodput(Policy):
