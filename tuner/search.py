@@ -152,13 +152,21 @@ def fingerprint(rs: ResolvedScenario, objective: str, search_n: int, seed: int) 
 
 
 def spec_config(rs: ResolvedScenario) -> Config | None:
-    """The scenario's own ``spec`` as a Config (None for explicit tree paths)."""
+    """The scenario's own ``spec`` as a Config (None for explicit tree paths and for a
+    policy the search space cannot express: the row would not be the scenario's spec)."""
     spec = rs.scenario.spec
     if spec.tree is not None:
         if spec.tree.paths is not None:
             return None
         return Config(spec.drafter, 0, spec.tree.budget, spec.tree.depth).normalized()
-    return Config(spec.drafter, spec.num_spec_tokens).normalized()
+    pol = spec.policy
+    if pol is None or pol.kind == "fixed":
+        return Config(spec.drafter, spec.num_spec_tokens).normalized()
+    if pol.kind == "sglang_adaptive" and pol == type(pol)():
+        return Config(spec.drafter, spec.num_spec_tokens, policy="sglang_adaptive")
+    if pol.kind == "goodput" and pol == type(pol)():
+        return Config(spec.drafter, spec.num_spec_tokens, policy="goodput")
+    return None
 
 
 def warm_start(

@@ -114,3 +114,15 @@ def test_recommend_json_pick_matches_emitted_policy(
     assert any(lab.startswith("batch-size schedule") for lab in labels)
     assert any(lab.startswith("SGLang adaptive default") for lab in labels)
     assert any(lab.startswith("goodput per step") for lab in labels)
+
+
+def test_scenario_spec_row_is_the_scenario_s_policy(tiny: Path) -> None:
+    from spectune.tuner.search import spec_config
+
+    rs = load_scenario(tiny)
+    assert spec_config(rs) == Config("small", 3)
+    adaptive = rs.with_spec(policy={"kind": "sglang_adaptive"})
+    assert spec_config(adaptive) == Config("small", 3, policy="sglang_adaptive")
+    # bands the search space cannot express: no "scenario spec" row rather than a wrong one
+    banded = rs.with_spec(policy={"kind": "batch_schedule", "bands": [[1, 4, 2]]})
+    assert spec_config(banded) is None
