@@ -36,8 +36,9 @@ SCHEDULE = [(1, 1, 4), (2, 4, 3), (5, 8, 2), (9, 16, 0)]
 RISING = [(1, 1, 2), (2, 4, 4), (5, 16, 1)]  # batch-1 k below a later band's
 CUTOFF = [(1, 4, 3), (5, 16, 0)]  # speculation policy "cutoff": k = 3 up to batch 4
 # Speculation policies as simulated (SpecChoice.policy): the bands travel in the choice.
-POLICY_SHAPES = {"policy-schedule": "schedule", "cutoff": "cutoff", "adaptive": "sglang_adaptive"}
-POLICY_SHAPES["goodput"] = "goodput"
+# (A "schedule" policy emits exactly what the "schedule" shape's bands do — tested without
+# a parser in tests/tuner/test_export.py — so it is not parsed twice.)
+POLICY_SHAPES = {"cutoff": "cutoff", "adaptive": "sglang_adaptive", "goodput": "goodput"}
 CAP, TOKENS = 16, 4096
 
 # Where each parser runs: the parser folders first on PYTHONPATH (None = the environment's
@@ -88,10 +89,10 @@ def choice(method: str, shape: str) -> tuple[SpecChoice, list | None]:
         draft_model=str(MODELS / "tiny-llama-draft") if method != "mtp" else None,
         self_layers=1 if method == "self" else None,
         policy=POLICY_SHAPES.get(shape, "fixed"),
-        bands={"policy-schedule": tuple(SCHEDULE), "cutoff": tuple(CUTOFF)}.get(shape),
+        bands=tuple(CUTOFF) if shape == "cutoff" else None,
         **base,
     )
-    bands = {"schedule": SCHEDULE, "rising": RISING, "policy-schedule": SCHEDULE}.get(shape)
+    bands = {"schedule": SCHEDULE, "rising": RISING}.get(shape)
     return c, bands if shape != "cutoff" else CUTOFF
 
 

@@ -249,3 +249,31 @@ def test_help_lists_the_checked_versions(capsys: pytest.CaptureFixture[str]) -> 
     for engine, versions in (("vllm", "0.20.2, 0.32.0"), ("trtllm", "1.3.0rc27, 1.4.0rc4")):
         assert f"{engine}: {versions} (default {versions.split(', ')[-1]})" in out
     assert "sglang: 0.5.23" in out and "hf: 4.57.6, 5.19.0" in out
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_a_schedule_policy_emits_its_simulated_bands(engine: str) -> None:
+    # The bands travel in the choice (what the DES ran), not as emit()'s argument, and
+    # come out exactly as the same bands passed the old way (which the parsers check).
+    import dataclasses
+
+    from spectune.tuner.export import SpecChoice, capabilities, emit
+
+    bands = ((1, 1, 4), (2, 4, 3), (5, 8, 2), (9, 16, 0))
+    base = SpecChoice(
+        drafter="d",
+        kind="heads",
+        variant="eagle",
+        num_spec_tokens=4,
+        draft_model="m",
+        max_num_seqs=16,
+        max_num_batched_tokens=4096,
+        target_model="t",
+    )
+    caps = capabilities(engine, None)
+    as_policy, _ = emit(caps, dataclasses.replace(base, policy="schedule", bands=bands))
+    as_argument, _ = emit(caps, base, list(bands))
+    assert as_policy.payload == as_argument.payload and as_policy.text == as_argument.text
+    # and a policy's bands win over a stray argument
+    other, _ = emit(caps, dataclasses.replace(base, policy="schedule", bands=bands), [(1, 16, 1)])
+    assert other.payload == as_policy.payload
