@@ -113,7 +113,8 @@ def scenario_dir(tmp_path: Path) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "live_timing: a live engine timed against a prediction (runs last, after the parsers)",
+        "live_timing: a live engine timed against a prediction, or one that must start and "
+        "stop within a deadline (runs last, after the parsers)",
     )
 
 

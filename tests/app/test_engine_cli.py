@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from enginekit import wait_for_parsers
 
 from spectune.cli import main
 from spectune.profiler.engines import processes, vllm_config
@@ -120,8 +121,10 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.live_timing  # its deadlines assume the CPU is not shared with the parsers
 @needs_vllm
 def test_ctrl_c_mid_run_leaves_no_vllm_process(tmp_path):
+    wait_for_parsers()
     cmd = [
         sys.executable,
         "-m",
