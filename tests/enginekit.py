@@ -39,6 +39,7 @@ CUTOFF = [(1, 4, 3), (5, 16, 0)]  # speculation policy "cutoff": k = 3 up to bat
 # (A "schedule" policy emits exactly what the "schedule" shape's bands do — tested without
 # a parser in tests/tuner/test_export.py — so it is not parsed twice.)
 POLICY_SHAPES = {"cutoff": "cutoff", "adaptive": "sglang_adaptive", "goodput": "goodput"}
+POLICY_METHODS = ("draft_model", "eagle", "ngram")
 CAP, TOKENS = 16, 4096
 
 # Where each parser runs: the parser folders first on PYTHONPATH (None = the environment's
@@ -102,10 +103,11 @@ def cases() -> list[Case]:
     for engine, versions in VERSIONS.items():
         for caps in versions:
             shapes = [("plain", "plain")] + [
-                (m, s)
-                for m in METHODS
-                for s in ("chain", "schedule", "rising", "tree", *POLICY_SHAPES)
+                (m, s) for m in METHODS for s in ("chain", "schedule", "rising", "tree")
             ]
+            # The policies' syntax does not depend on the method (the schedule shape covers
+            # each method's bands): one model drafter, one head, one lookup.
+            shapes += [(m, s) for m in POLICY_METHODS for s in POLICY_SHAPES]
             for method, shape in shapes:
                 c, bands = choice(method, shape)
                 case = Case(f"{engine}-{caps.version}-{method}-{shape}", caps, c, bands)
