@@ -4,6 +4,7 @@ behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -164,7 +165,15 @@ def test_ctrl_c_mid_run_leaves_no_vllm_process(tmp_path):
     assert len(engine) >= 2
     tree = set(processes.descendants(proc.pid))
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        # A failed check must not leave an engine serving through the rest of the suite.
+        for p in [*tree, proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"no exit within 60 s of Ctrl-C: {err.decode()[-2000:]}")
     assert proc.returncode == 130, err.decode()[-2000:]
     time.sleep(1)
     survivors = [p for p in tree if _alive(p)]
