@@ -945,6 +945,8 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from spectune.profiler.runtime.timing import cpu_name
+
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO))
     ap.add_argument("--drafter", default="byte-drafter")
@@ -1019,7 +1021,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     walls = sum(r["wall_s"] for r in rows)
     meta = {
         "vllm": vllm_version() or "?",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "git": _git_state(),
         "cores": os.cpu_count(),
         "load": f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—",
@@ -1053,16 +1055,6 @@ def _git_state() -> str:
     head = git("rev-parse", "--short", "HEAD") or "?"
     dirty = git("status", "--porcelain", "--", "simulator", "tuner")
     return f"commit {head}" + (" (simulator/ or tuner/ with uncommitted changes)" if dirty else "")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

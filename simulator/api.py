@@ -244,17 +244,23 @@ def _simulate(
         return iteration_pricer(rs, sc.spec.drafter if rd else None, tr, target, draft)
 
     cost = cost_for(tree)
+    chain_costs: dict[int, StepCost] = {}
+
+    def chain_cost(k: int) -> StepCost:
+        """A chain of k's pricer, built once (the policy's cost table and the engine share it)."""
+        if k not in chain_costs:
+            chain_costs[k] = cost_for(Tree.chain(k))
+        return chain_costs[k]
+
     nodes = tree.num_nodes
     policy = None
     if sc.spec.policy is not None and sc.spec.policy.kind != "fixed":
-        step_ms = reference_step_ms(
-            lambda k: cost_for(Tree.chain(k)), requests.prompt_tokens, requests.output_tokens
-        )
+        step_ms = reference_step_ms(chain_cost, requests.prompt_tokens, requests.output_tokens)
         policy = build_policy(sc.spec.policy, nodes, sc.serving.max_num_seqs, step_ms)
         if policy.kmax != nodes:  # draw at the largest k the policy may pick
             nodes = policy.kmax
             acc_model = AcceptanceModel.for_chain(rd.acceptance, nodes, kind)  # type: ignore[union-attr]
-            cost = cost_for(Tree.chain(nodes))
+            cost = chain_cost(nodes)
     draws = draw_steps(
         acc_model,
         requests.output_tokens,
@@ -264,7 +270,7 @@ def _simulate(
     )
     speculation = None
     if policy is not None:
-        speculation = Speculation(policy, draws, lambda k: cost_for(Tree.chain(k)))
+        speculation = Speculation(policy, draws, chain_cost)
     sched = Scheduler(
         requests.prompt_tokens,
         requests.output_tokens,

@@ -25,7 +25,6 @@ prices an iteration's draft and verify passes together at that k.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -82,15 +81,11 @@ class Seen(NamedTuple):
         """The first ``m`` iterations."""
         return Seen(self.accepted[:m], self.rejected[:m], self.drafted[:m])
 
-    def at(self, i: int) -> Seen:
-        """Iteration ``i`` alone."""
-        return Seen(self.accepted[i : i + 1], self.rejected[i : i + 1], self.drafted[i : i + 1])
-
 
 class Policy:
     """Chooses k per iteration (module docstring). Subclasses implement :meth:`decide`;
     those that learn from accepted counts set :attr:`observes` and implement
-    :meth:`observe` and :meth:`_trial` (a copy of their state that can be stepped).
+    :meth:`observe` and :meth:`horizon` (stepping a copy of their state over the run).
 
     Attributes:
         kmax: the largest k the policy may choose (the draws are made at it).
@@ -113,25 +108,12 @@ class Policy:
     def observe(self, batch: int, k: int, seen: Seen) -> None:
         """Book a run of iterations at ``k`` with ``batch`` decoding sequences."""
 
-    def _trial(self) -> Policy:
-        """An independent copy of the policy's state (for :meth:`horizon`)."""
-        return copy.deepcopy(self)
-
     def horizon(self, batch: int, k: int, seen: Seen) -> int:
         """Of the next ``n`` decode-only iterations (``batch`` sequences, all at ``k``), how
         many run before the policy may choose another k: m in 1..n such that the decisions
-        after iterations 1..m-1 (having observed them) all return k."""
-        n = len(seen.accepted)
-        if self.decide(batch) != k:
-            return 1
-        if not self.observes:
-            return n
-        trial = self._trial()
-        for i in range(n - 1):
-            trial.observe(batch, k, seen.at(i))
-            if trial.decide(batch) != k:
-                return i + 1
-        return n
+        after iterations 1..m-1 (having observed them) all return k. Here: a policy that
+        does not observe decides by the batch size alone, constant over a run."""
+        return len(seen.accepted) if self.decide(batch) == k else 1
 
 
 class Speculation:
@@ -141,7 +123,8 @@ class Speculation:
     Args:
         policy: the policy.
         draws: the draws at ``policy.kmax``.
-        cost_for: k -> the iteration pricer of a chain of k (k = 0: plain decoding).
+        cost_for: k -> the iteration pricer of a chain of k (k = 0: plain decoding),
+            memoised by the caller.
     """
 
     def __init__(self, policy: Policy, draws: StepDraws, cost_for: Callable[[int], StepCost]):
@@ -149,7 +132,6 @@ class Speculation:
         self._draws = {policy.kmax: draws}
         self._kmax_draws = draws
         self._cost_for = cost_for
-        self._costs: dict[int, StepCost] = {}
 
     def draws(self, k: int) -> StepDraws:
         d = self._draws.get(k)
@@ -158,10 +140,7 @@ class Speculation:
         return d
 
     def cost(self, k: int) -> StepCost:
-        c = self._costs.get(k)
-        if c is None:
-            c = self._costs[k] = self._cost_for(k)
-        return c
+        return self._cost_for(k)  # the caller's pricers, built once per k
 
 
 def reference_step_ms(

@@ -282,11 +282,6 @@ class Scheduler:
         p = self.ptr[self.dec_ids]
         return self.cum[p[:, None] + np.arange(n)] - self.cum[p][:, None]
 
-    def tokens_ahead(self, n: int) -> np.ndarray:
-        """[B, n]: tokens each decoding request draws in each of the next ``n`` iterations
-        (accepted + bonus, before the cut at the output length)."""
-        return np.diff(self._drawn_ahead(n + 1), axis=1)
-
     def context_ahead(self, n: int) -> np.ndarray:
         """Σ context (prompt + generated) of the decode batch before each of the next
         ``n`` iterations (n <= :meth:`steps_to_finish`, so nobody finishes in between).

@@ -27,6 +27,7 @@ from spectune.simulator.schema import Slo
 from spectune.simulator.tree import Tree
 
 from .policies import policy_spec, schedule_bands
+from .schedule import StepCosts
 from .space import Config
 
 T = TypeVar("T")
@@ -136,6 +137,7 @@ class Evaluator:
     ):
         self.engine = engine  # the engine policies are simulated for (its batch count)
         self._bands: dict[tuple[str, int, int], list] = {}
+        self._costs: StepCosts | None = None
         if simulate is None:
             from spectune.simulator import simulate as simulate
         self._simulate = simulate
@@ -190,7 +192,9 @@ class Evaluator:
         cap = c.max_num_seqs or self.base.scenario.serving.max_num_seqs
         k = (c.drafter, c.num_spec_tokens, cap)
         if k not in self._bands:
-            self._bands[k] = schedule_bands(self.base, c)
+            if self._costs is None:  # one step-cost model for every schedule priced here
+                self._costs = StepCosts.from_scenario(self.base)
+            self._bands[k] = schedule_bands(self.base, c, self._costs)
         return policy_spec(self.base, c, self.engine, self._bands[k])
 
     def scenario_for(

@@ -104,7 +104,8 @@ class Timer:
         return times
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -143,7 +144,7 @@ def device_info(device: str | torch.device, dtype: torch.dtype | str) -> DeviceI
         "torch_threads": str(torch.get_num_threads()),
         "cpu_count": str(os.cpu_count()),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
     }
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)
@@ -157,7 +158,7 @@ def device_info(device: str | torch.device, dtype: torch.dtype | str) -> DeviceI
         )
     if dev.type == "cpu":
         return DeviceInfo(
-            name=_cpu_name(),
+            name=cpu_name(),
             kind="cpu",
             dtype=dtype_name,
             memory_gib=_mem_total_gib(),

@@ -31,7 +31,8 @@ from spectune.simulator.acceptance import AcceptanceModel, draw_steps
 from spectune.simulator.errors import InputError
 from spectune.simulator.latency import ConstantLatency
 from spectune.simulator.policy import draws_at
-from spectune.simulator.policy_rules import BatchSchedule, EmaSlot, trtllm_bands
+from spectune.simulator.policy_adaptive import EmaSlot
+from spectune.simulator.policy_rules import BatchSchedule, trtllm_bands
 from spectune.simulator.schema import AcceptanceSpec
 
 TARGET = ConstantLatency(10.0, 1.0)

@@ -257,19 +257,8 @@ def test_a_schedule_policy_emits_its_simulated_bands(engine: str) -> None:
     # come out exactly as the same bands passed the old way (which the parsers check).
     import dataclasses
 
-    from spectune.tuner.export import SpecChoice, capabilities, emit
-
     bands = ((1, 1, 4), (2, 4, 3), (5, 8, 2), (9, 16, 0))
-    base = SpecChoice(
-        drafter="d",
-        kind="heads",
-        variant="eagle",
-        num_spec_tokens=4,
-        draft_model="m",
-        max_num_seqs=16,
-        max_num_batched_tokens=4096,
-        target_model="t",
-    )
+    base = dataclasses.replace(CHAIN, kind="heads", variant="eagle", max_num_seqs=16)
     caps = capabilities(engine, None)
     as_policy, _ = emit(caps, dataclasses.replace(base, policy="schedule", bands=bands))
     as_argument, _ = emit(caps, base, list(bands))
